@@ -1,0 +1,1 @@
+"""The live side: frame sources, the synthetic puppet, and (later) the live loop, engines and sinks."""

@@ -1,0 +1,188 @@
+"""A synthetic face ("puppet"): Face Mesh landmarks deformed by a few expression
+controls and rendered as a shaded triangle mesh that Face Mesh detects again.
+
+It stands in for a person wherever one is needed without a camera or a real video:
+hermetic tests, the demo, benchmarks. ``PuppetPose`` is what a frame shows,
+``FaceShape`` is who the puppet is, ``puppet_points`` deforms the mesh and
+``render_puppet`` draws it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import cv2
+import numpy as np
+
+from models import topology as T
+from models.faces import base_face
+from models.geometry import rotation_from_angles
+
+
+@dataclass(frozen=True)
+class PuppetPose:
+    """Expression controls, 0 = neutral. jaw, smile, blink, brow in [0, 1];
+    yaw, pitch, roll in degrees."""
+
+    jaw: float = 0.0
+    smile: float = 0.0
+    blink: float = 0.0
+    brow: float = 0.0
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+
+
+@dataclass(frozen=True)
+class FaceShape:
+    """Who the puppet is: per-axis scale of the base mesh and its skin colour (BGR)."""
+
+    width: float = 1.0
+    height: float = 1.0
+    depth: float = 1.0
+    skin: tuple[int, int, int] = (150, 180, 225)
+    background: tuple[int, int, int] = (70, 60, 50)
+
+
+JAW_DROP = 0.5  # IOD units the chin drops at jaw = 1
+
+
+def _split_loop(loop_name: str, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a closed contour at points a and b into its (upper, lower) halves."""
+    lp = list(T.loop(loop_name))
+    ia, ib = lp.index(a), lp.index(b)
+    if ia > ib:
+        ia, ib = ib, ia
+    one, two = lp[ia + 1 : ib], lp[ib + 1 :] + lp[:ia]
+    base = base_face()
+    up, low = (one, two) if base[one, 1].mean() < base[two, 1].mean() else (two, one)
+    return np.array(up, dtype=np.intp), np.array(low, dtype=np.intp)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+@cache
+def _deformers() -> dict[str, np.ndarray]:
+    """Per-landmark displacement fields (478, 3) for unit jaw/smile/blink/brow, in IOD units."""
+    b = base_face().astype(np.float64)
+    n = len(b)
+    x, y = b[:, 0], b[:, 1]
+
+    # Jaw: everything below the mouth corners drops, fading out towards the ears.
+    y_corner = (b[T.MOUTH_RIGHT, 1] + b[T.MOUTH_LEFT, 1]) / 2
+    up_o, low_o = _split_loop("outer_lips", T.MOUTH_RIGHT, T.MOUTH_LEFT)
+    up_i, low_i = _split_loop("inner_lips", 78, 308)
+    lower = set(low_o) | set(low_i)
+    upper = set(up_o) | set(up_i)
+    y_low = b[17, 1]
+    w = _smoothstep((y - y_corner) / (y_low - y_corner)) * (1 - _smoothstep((np.abs(x) - 0.55) / 0.5))
+    # The lower lip opens as an arc (an ellipse with its ends at the corners), not a box.
+    half = (b[T.MOUTH_LEFT, 0] - b[T.MOUTH_RIGHT, 0]) / 2
+    mid_x = (b[T.MOUTH_LEFT, 0] + b[T.MOUTH_RIGHT, 0]) / 2
+    low = np.array(sorted(lower))
+    w[low] = np.sqrt(np.clip(1 - ((x[low] - mid_x) / half) ** 2, 0.0, 1.0))
+    w[list(upper)] = 0.0
+    jaw = np.zeros((n, 3))
+    jaw[:, 1] = JAW_DROP * w
+    jaw[:, 2] = 0.1 * w
+
+    # Smile: mouth corners out and up, with a Gaussian falloff around each corner.
+    smile = np.zeros((n, 3))
+    for idx, sign in ((T.MOUTH_RIGHT, -1.0), (T.MOUTH_LEFT, 1.0)):
+        d = np.linalg.norm(b[:, :2] - b[idx, :2], axis=1)
+        g = np.exp(-((d / 0.22) ** 2))
+        smile[:, 0] += sign * 0.16 * g
+        smile[:, 1] += -0.13 * g
+
+    # Blink: the upper lid closes onto the lower lid; skin just above it follows.
+    blink = np.zeros((n, 3))
+    for name, a, c in (("right_eye", T.RIGHT_EYE_OUTER, T.RIGHT_EYE_INNER), ("left_eye", T.LEFT_EYE_INNER, T.LEFT_EYE_OUTER)):
+        up, low = _split_loop(name, a, c)
+        order = np.argsort(b[low, 0])
+        lx, ly = b[low, 0][order], b[low, 1][order]
+        x0, x1 = min(b[a, 0], b[c, 0]), max(b[a, 0], b[c, 0])
+        inside = (x > x0) & (x < x1) & (y < np.interp(x, lx, ly))
+        gap = np.interp(x, lx, ly) - y
+        lid_y = np.interp(x, b[up, 0][np.argsort(b[up, 0])], b[up, 1][np.argsort(b[up, 0])])
+        above = inside & (y < lid_y - 1e-6)
+        fall = np.clip(1 - (lid_y - y) / 0.3, 0, 1) * 0.6
+        dy = np.zeros(n)
+        dy[up] = 0.95 * gap[up]
+        dy[above] = (fall * 0.95 * (np.interp(x, lx, ly) - lid_y))[above]
+        blink[:, 1] += dy
+
+    # Brows: brow points rise; the forehead skin near them follows.
+    brow_idx = np.unique(np.concatenate([T.edges("left_brow").ravel(), T.edges("right_brow").ravel()]))
+    d = np.min(np.linalg.norm(b[:, None, :2] - b[None, brow_idx, :2], axis=2), axis=1)
+    g = np.exp(-((d / 0.25) ** 2)) * (y < b[brow_idx, 1].max() + 0.15)
+    brow = np.zeros((n, 3))
+    brow[:, 1] = -0.22 * g
+    return {"jaw": jaw, "smile": smile, "blink": blink, "brow": brow}
+
+
+def puppet_points(pose: PuppetPose, shape: FaceShape = FaceShape()) -> np.ndarray:
+    """(478, 3) float64 face points in IOD units of the *base* face, centred, y down."""
+    b = base_face().astype(np.float64)
+    dfm = _deformers()
+    pts = b + pose.jaw * dfm["jaw"] + pose.smile * dfm["smile"] + pose.blink * dfm["blink"] + pose.brow * dfm["brow"]
+    pts = pts * np.array([shape.width, shape.height, shape.depth])
+    centre = np.array([0.0, 0.55 * shape.height, 0.6])
+    rot = rotation_from_angles(pose.yaw, pose.pitch, pose.roll)
+    return (pts - centre) @ rot.T + centre
+
+
+def place(points: np.ndarray, size: tuple[int, int], *, iod_px: float, center: tuple[float, float]) -> np.ndarray:
+    """Map IOD-unit points to pixels of a (width, height) image: the stable-point
+    centroid lands on ``center`` (pixels) and one IOD spans ``iod_px`` pixels."""
+    return points * iod_px + np.array([center[0], center[1], 0.0])
+
+
+def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = FaceShape(), *, blink: float = 0.0) -> np.ndarray:
+    """Render (478, 3) pixel points as a BGR uint8 image of ``size`` (width, height)."""
+    w, h = size
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = shape.background
+    tris = T.triangles()
+    p3 = px[tris]  # (T, 3, 3)
+    normals = np.cross(p3[:, 1] - p3[:, 0], p3[:, 2] - p3[:, 0])
+    nz = np.abs(normals[:, 2]) / (np.linalg.norm(normals, axis=1) + 1e-9)
+    order = np.argsort(-p3[:, :, 2].mean(1))  # far to near
+    skin = np.array(shape.skin, np.float64)
+    S = 16.0  # 4 fractional bits for sub-pixel vertices
+    fixed = np.round(px[:, :2] * S).astype(np.int32)
+    for t in order:
+        col = tuple(int(c) for c in skin * (0.35 + 0.65 * nz[t]))
+        cv2.fillConvexPoly(img, fixed[tris[t]], col, cv2.LINE_AA, 4)
+
+    def poly(name: str) -> np.ndarray:
+        return fixed[T.loop(name)]
+
+    line = max(1, int(round(0.035 * _iod(px))))
+    # Eyes: white sclera, dark iris clipped to the eye opening, dark lid line.
+    for eye, iris_c, iris in (("right_eye", T.RIGHT_IRIS_CENTER, range(469, 473)), ("left_eye", T.LEFT_IRIS_CENTER, range(474, 478))):
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [poly(eye)], 255, cv2.LINE_AA, 4)
+        eye_img = img.copy()
+        cv2.fillPoly(eye_img, [poly(eye)], (235, 235, 235), cv2.LINE_AA, 4)
+        r = float(np.mean(np.linalg.norm(px[list(iris), :2] - px[iris_c, :2], axis=1)))
+        cv2.circle(eye_img, tuple(fixed[iris_c]), int(round(r * S)), (40, 30, 25), -1, cv2.LINE_AA, 4)
+        a = (mask.astype(np.float32) / 255.0)[..., None]
+        img = (img * (1 - a) + eye_img * a).astype(np.uint8)
+        cv2.polylines(img, [poly(eye)], True, (30, 25, 25), line, cv2.LINE_AA, 4)
+    # Brows: thick dark strokes along both brow edge sets.
+    for brow in ("right_brow", "left_brow"):
+        segs = [fixed[e] for e in T.edges(brow)]
+        cv2.polylines(img, segs, False, (35, 40, 50), 3 * line, cv2.LINE_AA, 4)
+    # Lips red, mouth cavity dark.
+    cv2.fillPoly(img, [poly("outer_lips")], (60, 60, 190), cv2.LINE_AA, 4)
+    cv2.fillPoly(img, [poly("inner_lips")], (45, 35, 90), cv2.LINE_AA, 4)
+    return img
+
+
+def _iod(px: np.ndarray) -> float:
+    r = (px[T.RIGHT_EYE_OUTER] + px[T.RIGHT_EYE_INNER]) / 2
+    l = (px[T.LEFT_EYE_INNER] + px[T.LEFT_EYE_OUTER]) / 2
+    return float(np.linalg.norm((l - r)[:2]))

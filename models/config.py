@@ -1,0 +1,208 @@
+"""``config.toml``: parsed once into frozen, typed sections.
+
+Each component receives only its own section. Every field states its type, its
+allowed range or choices and (in config.toml) a comment. Unknown keys, wrong types and
+out-of-range values raise ``ConfigError`` naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A bad setting. The message names the key, the value and what is allowed."""
+
+
+def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    source: str = _f("camera", choices=("camera", "file", "puppet"), doc="what drives the face")
+    camera: str = _f("0", doc="camera index or name")
+    width: int = _f(1280, lo=64, hi=7680)
+    height: int = _f(720, lo=64, hi=4320)
+    fps: int = _f(30, lo=1, hi=240)
+    mjpg: bool = _f(True)
+    file: str = _f("", doc="video file when source = 'file'")
+    realtime: bool = _f(True, doc="play files at their own frame rate, not flat out")
+    puppet_seed: int = _f(1, lo=0, hi=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class LandmarksConfig:
+    min_detection_confidence: float = _f(0.5, lo=0.0, hi=1.0)
+    min_presence: float = _f(0.5, lo=0.0, hi=1.0)
+    smoothing: bool = _f(True, doc="One Euro filter in live; always off when building a dataset")
+    min_cutoff: float = _f(1.5, lo=0.01, hi=100.0, doc="One Euro: Hz; lower = steadier when still")
+    beta: float = _f(0.3, lo=0.0, hi=100.0, doc="One Euro: higher = less lag when moving fast")
+    d_cutoff: float = _f(1.0, lo=0.01, hi=100.0)
+
+
+@dataclass(frozen=True)
+class SketchConfig:
+    line_width: float = _f(2.0, lo=0.5, hi=8.0, doc="stroke width in pixels at 256 px height")
+    fill_mouth: bool = _f(True)
+    aspect: float = _f(1.0, lo=0.25, hi=4.0, doc="framing width / height")
+    margin: float = _f(0.15, lo=0.0, hi=2.0, doc="space around the face, as a fraction of its size")
+    headroom: float = _f(0.08, lo=-0.5, hi=0.5, doc="shift the crop up by this fraction of its height")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: int = _f(256, lo=32, hi=2048, doc="generation height in pixels, rounded to 2**depth")
+    ngf: int = _f(64, lo=4, hi=256)
+    depth: int = _f(8, lo=3, hi=10)
+    dropout: float = _f(0.5, lo=0.0, hi=0.9)
+    upsample: str = _f("transpose", choices=("transpose", "resize"))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    min_confidence: float = _f(0.98, lo=0.0, hi=1.0, doc="fraction of landmarks inside the frame")
+    blur_ratio: float = _f(0.35, lo=0.0, hi=1.0, doc="drop frames less sharp than this x the clip median")
+    duplicate_motion: float = _f(0.002, lo=0.0, hi=1.0, doc="mean landmark motion / IOD under which a frame is a duplicate")
+    duplicate_pixels: float = _f(0.5, lo=0.0, hi=255.0, doc="... and mean pixel change under which it is one")
+    val_fraction: float = _f(0.1, lo=0.0, hi=0.5)
+    val_block_seconds: float = _f(2.0, lo=0.1, hi=600.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(20000, lo=1, hi=10**8)
+    batch_size: int = _f(4, lo=1, hi=1024)
+    lr: float = _f(2e-4, lo=1e-7, hi=1.0)
+    lambda_l1: float = _f(100.0, lo=0.0, hi=1e4)
+    checkpoint_every: int = _f(500, lo=1, hi=10**8)
+    seed: int = _f(0, lo=0, hi=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    engine: str = _f("auto", choices=("auto", "torch-cuda", "ort-cuda", "ort-tensorrt", "ort-cpu"))
+    budget_ms: float = _f(33.0, lo=1.0, hi=1000.0)
+    neutral_seconds: float = _f(1.0, lo=0.0, hi=30.0, doc="driver neutral from the first seconds")
+    gain_mouth: float = _f(1.0, lo=0.0, hi=3.0)
+    gain_eyes: float = _f(1.0, lo=0.0, hi=3.0)
+    gain_brows: float = _f(1.0, lo=0.0, hi=3.0)
+    gain_rest: float = _f(1.0, lo=0.0, hi=3.0)
+    head_motion: float = _f(1.0, lo=0.0, hi=2.0, doc="how much of the driver's head motion to apply")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    width: int = _f(1280, lo=64, hi=7680)
+    height: int = _f(720, lo=64, hi=4320)
+    virtual_camera: bool = _f(True)
+    device: str = _f("", doc="virtual camera device, e.g. /dev/video10; empty = first found")
+    backend: str = _f("", doc="pyvirtualcam backend; empty = its default")
+    window: bool = _f(False)
+    record: str = _f("", doc="mp4 path to record to; empty = off")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    enabled: bool = _f(False)
+    input: str = _f("", doc="microphone name or index; empty = default")
+    output: str = _f("", doc="virtual microphone name or index")
+    samplerate: int = _f(48000, lo=8000, hi=192000)
+    blocksize: int = _f(256, lo=16, hi=8192)
+    offset_ms: float = _f(0.0, lo=-500.0, hi=500.0)
+    max_delay_ms: float = _f(500.0, lo=0.0, hi=5000.0)
+
+
+SECTIONS: dict[str, type] = {
+    "capture": CaptureConfig,
+    "landmarks": LandmarksConfig,
+    "sketch": SketchConfig,
+    "model": ModelConfig,
+    "dataset": DatasetConfig,
+    "train": TrainConfig,
+    "live": LiveConfig,
+    "output": OutputConfig,
+    "audio": AudioConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
+    sketch: SketchConfig = field(default_factory=SketchConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check(key: str, value: Any, typ: type, meta: dict) -> Any:
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: must be {_TYPE_NAMES[typ]}, got {type(value).__name__}")
+    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(map(repr, choices))}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{key} = {value!r}: must be between {lo} and {hi}")
+    return value
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table, got {raw!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {name}.{key}; [{name}] has: {', '.join(fields)}")
+        kwargs[key] = _check(f"{name}.{key}", value, hints[key], dict(fields[key].metadata))
+    return cls(**kwargs)
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    """``section.key=value`` with a TOML value; a bare word is taken as a string."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. live.budget_ms=40")
+    lhs, rhs = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read ``path`` (or use the defaults when None), apply ``--set`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for item in overrides:
+        section, key, value = _parse_override(item)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"[{section}] must be a table")
+        raw[section][key] = value
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]; sections are: {', '.join(SECTIONS)}")
+    return Config(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})

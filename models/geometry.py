@@ -1,0 +1,125 @@
+"""Face geometry on pixel-space landmarks: similarity fits, head pose and the
+expression signals (mouth opening, eye openness, brow height) used by retargeting,
+the dataset's coverage report and the quality metrics.
+
+All functions take (478, 3) float arrays in pixels (see ``Landmarks.pixels``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models import topology as T
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x ↦ scale · R · x + t, for row vectors: ``apply(X) = scale * X @ R.T + t``."""
+
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,)
+
+    def apply(self, pts: np.ndarray) -> np.ndarray:
+        return self.scale * pts @ self.rotation.T + self.translation
+
+    def invert(self, pts: np.ndarray) -> np.ndarray:
+        return ((pts - self.translation) @ self.rotation) / self.scale
+
+    @staticmethod
+    def identity() -> "Similarity":
+        return Similarity(1.0, np.eye(3), np.zeros(3))
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
+    """Least-squares similarity (Umeyama 1991) mapping ``src`` (N, 3) onto ``dst`` (N, 3)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs**2).sum() / len(src)
+    if var_s <= 0:
+        raise ValueError("fit_similarity: source points are all identical")
+    cov = xd.T @ xs / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        s[-1] = -1.0  # no reflections
+    rot = u @ np.diag(s) @ vt
+    scale = float((d * s).sum() / var_s)
+    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+
+
+def eye_centers(px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) eye centres, each (3,), from the eye corners."""
+    right = (px[T.RIGHT_EYE_OUTER] + px[T.RIGHT_EYE_INNER]) / 2
+    left = (px[T.LEFT_EYE_INNER] + px[T.LEFT_EYE_OUTER]) / 2
+    return right, left
+
+
+def interocular(px: np.ndarray) -> float:
+    """Distance between the eye centres in the image plane (pixels)."""
+    r, l = eye_centers(px)
+    return float(np.linalg.norm((l - r)[:2]))
+
+
+def rotation_angles(rot: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a rotation matrix (y-down image axes)."""
+    yaw = np.degrees(np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0)))
+    pitch = np.degrees(np.arctan2(rot[2, 1], rot[2, 2]))
+    roll = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
+    return float(yaw), float(pitch), float(roll)
+
+
+def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Inverse of ``rotation_angles``: R = Rz(roll) · Ry(yaw) · Rx(pitch), degrees."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@dataclass(frozen=True)
+class Expression:
+    """Expression signals, each normalised by the inter-ocular distance."""
+
+    mouth_open: float  # inner-lip gap
+    mouth_width: float  # corner to corner
+    eye_open: float  # mean of both eyelid gaps
+    brow_height: float  # mean brow-to-eye-centre height
+    eye_open_right: float = 0.0
+    eye_open_left: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+
+def expression(px: np.ndarray) -> Expression:
+    """Expression signals of one face (pixels in, IOD-normalised numbers out)."""
+    iod = interocular(px)
+    if iod <= 1e-6:
+        raise ValueError("expression(): degenerate face (eye centres coincide)")
+
+    def d(a: int, b: int) -> float:
+        return float(np.linalg.norm((px[a] - px[b])[:2])) / iod
+
+    r_eye, l_eye = eye_centers(px)
+    brow = (np.linalg.norm((px[T.RIGHT_BROW_MID] - r_eye)[:2]) + np.linalg.norm((px[T.LEFT_BROW_MID] - l_eye)[:2])) / (2 * iod)
+    er, el = d(T.RIGHT_EYE_TOP, T.RIGHT_EYE_BOTTOM), d(T.LEFT_EYE_TOP, T.LEFT_EYE_BOTTOM)
+    return Expression(
+        mouth_open=d(T.UPPER_LIP_INNER, T.LOWER_LIP_INNER),
+        mouth_width=d(T.MOUTH_RIGHT, T.MOUTH_LEFT),
+        eye_open=(er + el) / 2,
+        brow_height=float(brow),
+        eye_open_right=er,
+        eye_open_left=el,
+    )
+
+
+def head_pose(px: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a face relative to a frontal ``reference``
+    face (both (478, 3) pixels), fitted on the stable points."""
+    sim = fit_similarity(reference[T.STABLE_POINTS], px[T.STABLE_POINTS])
+    return rotation_angles(sim.rotation)

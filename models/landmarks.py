@@ -1,0 +1,117 @@
+"""Face landmarks: the value type, the detector interface and the MediaPipe adapter.
+
+Coordinates: ``Landmarks.points`` is (478, 3) float32 in MediaPipe's normalised form:
+x / image width, y / image height, z in the same scale as x (depth, negative towards
+the camera). ``Landmarks.pixels()`` gives (478, 3) float32 in pixels, z scaled by the
+width, which is the space every geometric step (framing, retargeting, sketch) works in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from models.topology import NUM_LANDMARKS
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """One face. ``points``: (478, 3) float32, normalised as described in the module
+    docstring. ``image_size``: (width, height) of the image they were found in.
+    ``confidence``: in [0, 1], see ``FaceMeshDetector``."""
+
+    points: np.ndarray
+    image_size: tuple[int, int]
+    confidence: float
+
+    def __post_init__(self) -> None:
+        if self.points.shape != (NUM_LANDMARKS, 3):
+            raise ValueError(f"Landmarks.points must be ({NUM_LANDMARKS}, 3), got {self.points.shape}")
+
+    def pixels(self) -> np.ndarray:
+        """(478, 3) float32 pixel coordinates; z is scaled by the image width like x."""
+        w, h = self.image_size
+        return (self.points * np.array([w, h, w], dtype=np.float32)).astype(np.float32)
+
+    @classmethod
+    def from_pixels(cls, pts: np.ndarray, image_size: tuple[int, int], confidence: float = 1.0) -> "Landmarks":
+        w, h = image_size
+        norm = np.asarray(pts, dtype=np.float32) / np.array([w, h, w], dtype=np.float32)
+        return cls(norm.astype(np.float32), (int(w), int(h)), float(confidence))
+
+
+@runtime_checkable
+class LandmarkDetector(Protocol):
+    """Finds one face in a BGR uint8 (H, W, 3) image.
+
+    ``detect`` returns ``None`` when there is no face. A detector in tracking mode uses
+    the previous call's result, so feed it frames of one video in order; ``reset()``
+    forgets that state (call it between unrelated clips). ``close()`` frees native
+    resources; detectors are context managers.
+    """
+
+    def detect(self, image: np.ndarray) -> Landmarks | None: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def inside_fraction(points: np.ndarray) -> float:
+    """Fraction of normalised (N, 3) points whose x and y lie inside the image."""
+    xy = points[:, :2]
+    return float(np.mean(np.all((xy >= 0.0) & (xy <= 1.0), axis=1)))
+
+
+class FaceMeshDetector:
+    """MediaPipe Face Mesh (legacy ``mp.solutions.face_mesh``, bundled models), 478
+    points with irises.
+
+    ``tracking=True`` is video mode: the face detector runs only when tracking is lost,
+    which is both faster and steadier. ``tracking=False`` is still-image mode.
+
+    Confidence: the legacy graph does not expose its face-presence score; it only drops
+    faces below ``min_presence``. A returned face has therefore passed that gate, and
+    ``confidence`` is the fraction of its landmarks that lie inside the image: a face
+    cut by the frame edge has extrapolated, unreliable points and scores below 1.
+    """
+
+    def __init__(self, *, tracking: bool = True, min_detection_confidence: float = 0.5,
+                 min_presence: float = 0.5) -> None:
+        import mediapipe as mp  # heavy; imported only when a detector is built
+
+        self._args = dict(
+            static_image_mode=not tracking,
+            max_num_faces=1,
+            refine_landmarks=True,  # adds the 10 iris points: 478 in all
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_presence,
+        )
+        self._mp = mp
+        self._mesh = mp.solutions.face_mesh.FaceMesh(**self._args)
+
+    def detect(self, image: np.ndarray) -> Landmarks | None:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"detect() needs a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        rgb = image[:, :, ::-1]
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        lm = result.multi_face_landmarks[0].landmark
+        pts = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)
+        h, w = image.shape[:2]
+        return Landmarks(pts, (w, h), inside_fraction(pts))
+
+    def reset(self) -> None:
+        self._mesh.close()
+        self._mesh = self._mp.solutions.face_mesh.FaceMesh(**self._args)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> "FaceMeshDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,89 @@
+"""Face Mesh adapter and the synthetic puppet: the puppet is detected as a face, and
+its expression controls read back through Face Mesh."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from live.puppet import PuppetPose, place, puppet_points, render_puppet
+from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource
+from models import topology as T
+from models.geometry import expression, interocular
+from models.landmarks import FaceMeshDetector, Landmarks, LandmarkDetector
+
+
+@pytest.fixture(scope="module")
+def still():
+    with FaceMeshDetector(tracking=False) as det:
+        yield det
+
+
+def shot(pose, shape=TARGET_SHAPE, size=384):
+    iod = 0.27 * size
+    pts = place(puppet_points(pose, shape), (size, size), iod_px=iod, center=(size / 2, size / 2 - 0.5 * iod))
+    return pts, render_puppet(pts, (size, size), shape)
+
+
+def test_detector_contract(still):
+    assert isinstance(still, LandmarkDetector)
+    assert still.detect(np.zeros((240, 320, 3), np.uint8)) is None
+    with pytest.raises(ValueError, match="BGR uint8"):
+        still.detect(np.zeros((240, 320), np.uint8))
+    pts, img = shot(PuppetPose())
+    lm = still.detect(img)
+    assert isinstance(lm, Landmarks) and lm.points.shape == (478, 3) and lm.points.dtype == np.float32
+    assert lm.image_size == (384, 384) and lm.confidence == 1.0
+
+
+@pytest.mark.parametrize("shape", [TARGET_SHAPE, DRIVER_SHAPE])
+def test_puppet_is_found_where_it_was_drawn(still, shape):
+    pts, img = shot(PuppetPose(yaw=10, pitch=-5), shape)
+    lm = still.detect(img)
+    assert lm is not None
+    err = np.linalg.norm(lm.pixels()[:468, :2] - pts[:468, :2], axis=1).mean() / interocular(pts)
+    assert err < 0.08, f"mean landmark error {err:.3f} IOD"
+
+
+def test_puppet_controls_read_back_through_face_mesh(still):
+    def read(pose):
+        lm = still.detect(shot(pose)[1])
+        assert lm is not None, pose
+        return expression(lm.pixels())
+
+    rest = read(PuppetPose())
+    assert read(PuppetPose(jaw=0.5)).mouth_open > rest.mouth_open + 0.15
+    assert read(PuppetPose(smile=1.0)).mouth_width > rest.mouth_width + 0.15
+    assert read(PuppetPose(blink=1.0)).eye_open < 0.5 * rest.eye_open
+    truth, img = shot(PuppetPose(yaw=25))
+    lm = still.detect(img).pixels()
+
+    def nose_offset(p):  # nose tip relative to the midpoint of the inner eye corners, in IODs
+        return (p[T.NOSE_TIP, 0] - (p[T.RIGHT_EYE_INNER, 0] + p[T.LEFT_EYE_INNER, 0]) / 2) / interocular(p)
+
+    assert abs(nose_offset(truth)) > 0.1
+    assert nose_offset(lm) == pytest.approx(nose_offset(truth), abs=0.1)
+
+
+def test_puppet_source_is_deterministic_and_rests_first():
+    a = PuppetSource(seed=3, size=(128, 128), frames=5)
+    b = PuppetSource(seed=3, size=(128, 128), frames=5)
+    fa, fb = list(a), list(b)
+    assert len(fa) == 5 and [f.index for f in fa] == list(range(5))
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(fa, fb))
+    assert all(x.t_capture <= y.t_capture for x, y in zip(fa, fa[1:]))
+    assert a.pose(0) == PuppetPose() and a.pose(29) == PuppetPose()  # first second at rest
+    poses = [a.pose(i) for i in range(30, 600)]
+    assert max(p.jaw for p in poses) > 0.4 and max(p.blink for p in poses) > 0.9 and max(abs(p.yaw) for p in poses) > 10
+    assert PuppetSource(seed=4).pose(200) != a.pose(200)
+
+
+def test_tracking_mode_follows_a_video(tmp_path):
+    src = PuppetSource(seed=2, size=(256, 256), frames=45)
+    errs = []
+    with FaceMeshDetector(tracking=True) as det:
+        for f in src:
+            lm = det.detect(f.image)
+            assert lm is not None, f"lost the face at frame {f.index}"
+            truth = src.points(f.index)
+            errs.append(np.linalg.norm(lm.pixels()[:468, :2] - truth[:468, :2], axis=1).mean() / interocular(truth))
+    assert np.median(errs) < 0.08

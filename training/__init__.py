@@ -1,0 +1,1 @@
+"""The offline side: building a dataset from a target video, training and export."""

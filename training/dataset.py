@@ -1,0 +1,328 @@
+"""``reenact dataset``: target video(s) -> (sketch, frame) pairs + manifest.
+
+Two passes over the video. Pass 1 finds landmarks on every frame and decides which
+frames to keep (no face, low confidence, motion blur and near-duplicates are
+dropped and counted). Between the passes the clip-wide decisions are made: the
+framing, the target's neutral face and the train/validation split. Pass 2 decodes
+again and writes the framed photo and its sketch for each kept frame.
+
+Everything is built in a hidden ``.NAME.partial`` directory beside the output and
+moved into place only when complete, ``manifest.json`` last, so an interrupted run
+leaves nothing that looks like a dataset; the next run starts again cleanly. A run
+whose inputs and settings match an existing dataset does nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchConfig
+from models.framing import Framing, choose_framing
+from models.geometry import interocular
+from models.landmarks import FaceMeshDetector, LandmarkDetector
+from models.retarget import estimate_neutral
+from models.sketch import SketchSpec, render_sketch
+from training.coverage import coverage_report, save_coverage_png
+
+MANIFEST_VERSION = 1
+DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
+
+
+class DatasetError(RuntimeError):
+    """A dataset cannot be built; the message says what the user should do."""
+
+
+@dataclass
+class _Probe:
+    """Pass-1 facts about one frame."""
+
+    video: int
+    frame: int
+    t: float  # seconds from the start of its video
+    px: np.ndarray | None  # (478, 3) float32 pixels
+    confidence: float
+    sharpness: float
+    thumb: np.ndarray | None  # (48, 48) uint8 grey face crop, for duplicate detection
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _face_patch(gray: np.ndarray, px: np.ndarray, size: int) -> np.ndarray:
+    """Square grey crop around the landmarks, resized to ``size``: a scale-free view
+    of the face for sharpness and duplicate checks."""
+    x0, y0 = np.floor(px[:, :2].min(0)).astype(int)
+    x1, y1 = np.ceil(px[:, :2].max(0)).astype(int)
+    h, w = gray.shape
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return np.zeros((size, size), np.uint8)
+    return cv2.resize(gray[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _open(path: Path) -> tuple[cv2.VideoCapture, dict]:
+    if not path.exists():
+        raise DatasetError(f"video {str(path)!r} does not exist")
+    if not path.is_file():
+        raise DatasetError(f"{str(path)!r} is not a file")
+    cap = cv2.VideoCapture(str(path))
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok:
+        cap.release()
+        raise DatasetError(f"video {str(path)!r} cannot be decoded: it is not a video, is corrupt, or uses a codec OpenCV lacks")
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    info = {
+        "fps": float(cap.get(cv2.CAP_PROP_FPS)) or 30.0,
+        "size": [int(first.shape[1]), int(first.shape[0])],
+        "frames_reported": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+    }
+    return cap, info
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True)
+
+
+def _probe_videos(videos: list[Path], infos: list[dict], detector: LandmarkDetector, progress: bool) -> list[_Probe]:
+    probes: list[_Probe] = []
+    total = sum(max(i["frames_reported"], 0) for i in infos)
+    with _progress(total, "landmarks", progress) as bar:
+        for vi, path in enumerate(videos):
+            cap, info = _open(path)
+            detector.reset()  # tracking state must not leak from one clip into the next
+            fi = 0
+            try:
+                while True:
+                    ok, img = cap.read()
+                    if not ok:
+                        break
+                    lm = detector.detect(img)
+                    px, conf, sharp, thumb = None, 0.0, 0.0, None
+                    if lm is not None:
+                        px, conf = lm.pixels(), lm.confidence
+                        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+                        sharp = float(cv2.Laplacian(_face_patch(gray, px, 128), cv2.CV_64F).var())
+                        thumb = _face_patch(gray, px, 48)
+                    probes.append(_Probe(vi, fi, fi / info["fps"], px, conf, sharp, thumb))
+                    fi += 1
+                    bar.update(1)
+            finally:
+                cap.release()
+            if fi == 0:
+                raise DatasetError(f"video {str(path)!r} has no decodable frames")
+    return probes
+
+
+def _select(probes: list[_Probe], cfg: DatasetConfig) -> tuple[list[int], dict[str, int]]:
+    """Indices of kept probes, and the count dropped for each reason."""
+    drops = dict.fromkeys(DROP_REASONS, 0)
+    faces = [p for p in probes if p.px is not None]
+    median_sharp = float(np.median([p.sharpness for p in faces])) if faces else 0.0
+    kept: list[int] = []
+    last: _Probe | None = None
+    for i, p in enumerate(probes):
+        if p.px is None:
+            drops["no_face"] += 1
+            continue
+        if p.confidence < cfg.min_confidence:
+            drops["low_confidence"] += 1
+            continue
+        if p.sharpness < cfg.blur_ratio * median_sharp:
+            drops["blurry"] += 1
+            continue
+        if last is not None and last.video == p.video:
+            motion = float(np.mean(np.linalg.norm(p.px[:, :2] - last.px[:, :2], axis=1))) / max(interocular(p.px), 1e-6)
+            pixels = float(np.mean(np.abs(p.thumb.astype(np.int16) - last.thumb.astype(np.int16))))
+            if motion < cfg.duplicate_motion and pixels < cfg.duplicate_pixels:
+                drops["duplicate"] += 1
+                continue
+        kept.append(i)
+        last = p
+    return kept, drops
+
+
+def _split(probes: list[_Probe], kept: list[int], cfg: DatasetConfig) -> list[str]:
+    """'train' or 'val' per kept frame, by contiguous blocks of time: every k-th block
+    of ``val_block_seconds`` goes to validation, so no validation frame has a training
+    frame from the same moment beside it."""
+    if cfg.val_fraction <= 0:
+        return ["train"] * len(kept)
+    every = max(2, int(round(1 / cfg.val_fraction)))
+    blocks = [(probes[i].video, int(probes[i].t // cfg.val_block_seconds)) for i in kept]
+    order = {b: n for n, b in enumerate(dict.fromkeys(blocks))}
+    return ["val" if order[b] % every == every // 2 else "train" for b in blocks]
+
+
+def _settings(ds: DatasetConfig, lm: LandmarksConfig, sk: SketchConfig, model: ModelConfig) -> dict:
+    return {
+        "dataset": asdict(ds),
+        "landmarks": {"min_detection_confidence": lm.min_detection_confidence, "min_presence": lm.min_presence},
+        "sketch": asdict(sk),
+        "model": {"size": model.size, "depth": model.depth},
+    }
+
+
+def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: DatasetConfig, landmarks: LandmarksConfig,
+                  sketch: SketchConfig, model: ModelConfig,
+                  detector_factory: Callable[[], LandmarkDetector] | None = None,
+                  progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Build (or confirm up to date) the dataset at ``out``; returns its manifest."""
+    if not videos:
+        raise DatasetError("no target video given")
+    paths = [Path(v) for v in videos]
+    out = Path(out)
+    infos = []
+    for p in paths:
+        cap, info = _open(p)
+        cap.release()
+        infos.append(info)
+    sizes = {tuple(i["size"]) for i in infos}
+    if len(sizes) > 1:
+        raise DatasetError(f"all target videos must have the same resolution (the framing is one crop); got {sorted(sizes)}")
+
+    hashes = [_file_sha256(p) for p in paths]
+    settings = _settings(dataset, landmarks, sketch, model)
+    build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+    existing = out / "manifest.json"
+    if existing.is_file():
+        try:
+            old = json.loads(existing.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("build_key") == build_key:
+            log(f"{out}: up to date (same videos and settings), nothing to do")
+            return old
+    if out.exists() and not existing.is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"{str(out)!r} exists and is not a reenact dataset; choose another --out or remove it")
+
+    t_start = time.monotonic()
+    detector = detector_factory() if detector_factory else FaceMeshDetector(
+        tracking=True, min_detection_confidence=landmarks.min_detection_confidence, min_presence=landmarks.min_presence)
+    try:
+        probes = _probe_videos(paths, infos, detector, progress)
+    finally:
+        detector.close()
+    t_probe = time.monotonic() - t_start
+
+    kept, drops = _select(probes, dataset)
+    if not kept:
+        faces = sum(p.px is not None for p in probes)
+        if faces == 0:
+            raise DatasetError(f"no face found in any of the {len(probes)} frames of {', '.join(map(str, paths))}: record the target facing the camera, well lit")
+        raise DatasetError(f"all {len(probes)} frames were dropped ({', '.join(f'{k}: {v}' for k, v in drops.items())}); see the [dataset] settings in config.toml")
+
+    faces_px = np.stack([probes[i].px for i in kept]).astype(np.float32)
+    multiple = 2 ** model.depth
+    framing = choose_framing(faces_px, tuple(infos[0]["size"]), height=model.size, aspect=sketch.aspect,
+                             margin=sketch.margin, headroom=sketch.headroom, multiple=multiple)
+    spec = SketchSpec(framing.out_size[0], framing.out_size[1], sketch.line_width, sketch.fill_mouth)
+    neutral = estimate_neutral(faces_px)
+    splits = _split(probes, kept, dataset)
+
+    partial = out.parent / f".{out.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)  # left by an interrupted run
+    (partial / "frames").mkdir(parents=True)
+    (partial / "sketches").mkdir()
+    _write_pairs(paths, probes, kept, framing, spec, partial, progress)
+
+    samples = [{"id": f"{n:06d}", "video": probes[i].video, "frame": probes[i].frame, "split": s}
+               for n, (i, s) in enumerate(zip(kept, splits))]
+    np.savez_compressed(partial / "landmarks.npz", source_px=faces_px, framed_px=np.stack([framing.apply(f) for f in faces_px]),
+                        neutral_px=neutral)
+    report = coverage_report(faces_px, neutral)
+    (partial / "coverage.json").write_text(json.dumps(report, indent=1))
+    save_coverage_png(report, partial / "coverage.png")
+
+    manifest = {
+        "format": "reenact-dataset",
+        "version": MANIFEST_VERSION,
+        "build_key": build_key,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sources": [{"path": str(p.resolve()), "sha256": h, **info} for p, h, info in zip(paths, hashes, infos)],
+        "frames_total": len(probes),
+        "frames_kept": len(kept),
+        "dropped": drops,
+        "framing": framing.to_dict(),
+        "sketch_spec": spec.to_dict(),
+        "sketch_hash": spec.hash,
+        "neutral_px": np.round(neutral, 3).tolist(),
+        "split": {"method": "contiguous time blocks", "block_seconds": dataset.val_block_seconds,
+                  "train": splits.count("train"), "val": splits.count("val")},
+        "coverage_warnings": report["warnings"],
+        "settings": settings,
+        "timing": {"landmark_pass_s": round(t_probe, 2), "total_s": round(time.monotonic() - t_start, 2),
+                   "frames_per_s": round(len(probes) / max(t_probe, 1e-9), 2)},
+        "samples": samples,
+    }
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _swap_into_place(partial, out)
+    return manifest
+
+
+def _write_pairs(paths: list[Path], probes: list[_Probe], kept: list[int], framing: Framing, spec: SketchSpec,
+                 root: Path, progress: bool) -> None:
+    wanted = {(probes[i].video, probes[i].frame): n for n, i in enumerate(kept)}
+    with _progress(len(kept), "pairs", progress) as bar:
+        for vi, path in enumerate(paths):
+            cap, _ = _open(path)
+            fi = 0
+            try:
+                while True:
+                    ok, img = cap.read()
+                    if not ok:
+                        break
+                    n = wanted.get((vi, fi))
+                    if n is not None:
+                        px = probes[kept[n]].px
+                        name = f"{n:06d}.png"
+                        cv2.imwrite(str(root / "frames" / name), framing.crop_image(img))
+                        cv2.imwrite(str(root / "sketches" / name), render_sketch(framing.apply(px), spec))
+                        bar.update(1)
+                    fi += 1
+            finally:
+                cap.release()
+    missing = len(kept) - len(list((root / "frames").iterdir()))
+    if missing:
+        raise DatasetError(f"{missing} frames could not be decoded a second time; is the video file changing?")
+
+
+def _swap_into_place(partial: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``partial`` directory with renames only."""
+    old = out.parent / f".{out.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    partial.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_manifest(root: str | Path) -> dict:
+    """Read a dataset's manifest, with a clear error when it is not a dataset."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise DatasetError(f"{str(root)!r} is not a reenact dataset (no manifest.json); build one with `reenact dataset VIDEO --out DIR`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path} is corrupt: {e}") from None
+    if manifest.get("format") != "reenact-dataset" or manifest.get("version") != MANIFEST_VERSION:
+        raise DatasetError(f"{path}: unsupported dataset format/version {manifest.get('format')!r}/{manifest.get('version')!r}; rebuild it")
+    return manifest
