@@ -7,6 +7,9 @@ width, which is the space every geometric step (framing, retargeting, sketch) wo
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -64,6 +67,23 @@ def inside_fraction(points: np.ndarray) -> float:
     return float(np.mean(np.all((xy >= 0.0) & (xy <= 1.0), axis=1)))
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """MediaPipe's C++ side prints a screenful of glog/TFLite notices on start-up that
+    mean nothing to a user. Send file descriptor 2 to /dev/null while it starts;
+    Python exceptions are unaffected."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceMeshDetector:
     """MediaPipe Face Mesh (legacy ``mp.solutions.face_mesh``, bundled models), 478
     points with irises.
@@ -79,7 +99,9 @@ class FaceMeshDetector:
 
     def __init__(self, *, tracking: bool = True, min_detection_confidence: float = 0.5,
                  min_presence: float = 0.5) -> None:
-        import mediapipe as mp  # heavy; imported only when a detector is built
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        with _native_stderr_silenced():
+            import mediapipe as mp  # heavy; imported only when a detector is built
 
         self._args = dict(
             static_image_mode=not tracking,
@@ -89,7 +111,14 @@ class FaceMeshDetector:
             min_tracking_confidence=min_presence,
         )
         self._mp = mp
-        self._mesh = mp.solutions.face_mesh.FaceMesh(**self._args)
+        self._mesh = self._new_mesh()
+
+    def _new_mesh(self):
+        # The graph logs on construction and on its first frame: warm it up silently.
+        with _native_stderr_silenced():
+            mesh = self._mp.solutions.face_mesh.FaceMesh(**self._args)
+            mesh.process(np.zeros((64, 64, 3), np.uint8))
+        return mesh
 
     def detect(self, image: np.ndarray) -> Landmarks | None:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -105,7 +134,7 @@ class FaceMeshDetector:
 
     def reset(self) -> None:
         self._mesh.close()
-        self._mesh = self._mp.solutions.face_mesh.FaceMesh(**self._args)
+        self._mesh = self._new_mesh()
 
     def close(self) -> None:
         self._mesh.close()

@@ -267,7 +267,8 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: Dataset
         "coverage_warnings": report["warnings"],
         "settings": settings,
         "timing": {"landmark_pass_s": round(t_probe, 2), "total_s": round(time.monotonic() - t_start, 2),
-                   "frames_per_s": round(len(probes) / max(t_probe, 1e-9), 2)},
+                   "landmark_frames_per_s": round(len(probes) / max(t_probe, 1e-9), 2),
+                   "frames_per_s": round(len(probes) / max(time.monotonic() - t_start, 1e-9), 2)},
         "samples": samples,
     }
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
