@@ -53,6 +53,14 @@ def test_manifest_records_counts_contract_and_split(built):
     assert m["split"]["train"] + m["split"]["val"] == m["frames_kept"] and m["split"]["val"] > 0
 
 
+def test_background_plate_has_the_background_not_the_face(built):
+    out, m = built
+    plate = cv2.imread(str(out / "plate.png"))
+    assert plate.shape == (240, 240, 3)
+    corner = plate[:20, :20].reshape(-1, 3).mean(0)
+    assert np.abs(corner - np.array(TARGET_SHAPE.background)).max() < 8
+
+
 def test_validation_is_contiguous_blocks_of_time(built):
     _, m = built
     block = 0.5 * 30  # frames per block

@@ -276,9 +276,18 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: Dataset
     return manifest
 
 
+PLATE_FRAMES = 31
+
+
 def _write_pairs(paths: list[Path], probes: list[_Probe], kept: list[int], framing: Framing, spec: SketchSpec,
                  root: Path, progress: bool) -> None:
+    """Write frames/ and sketches/ for the kept frames, and plate.png: the per-pixel
+    median of frames spread over the clip, i.e. the target's surroundings without the
+    moving head, which live composes the generated face into."""
     wanted = {(probes[i].video, probes[i].frame): n for n, i in enumerate(kept)}
+    plate_at = {kept[int(k)] for k in np.linspace(0, len(kept) - 1, min(PLATE_FRAMES, len(kept)))}
+    plate_at = {(probes[i].video, probes[i].frame) for i in plate_at}
+    plate: list[np.ndarray] = []
     with _progress(len(kept), "pairs", progress) as bar:
         for vi, path in enumerate(paths):
             cap, _ = _open(path)
@@ -294,10 +303,13 @@ def _write_pairs(paths: list[Path], probes: list[_Probe], kept: list[int], frami
                         name = f"{n:06d}.png"
                         cv2.imwrite(str(root / "frames" / name), framing.crop_image(img))
                         cv2.imwrite(str(root / "sketches" / name), render_sketch(framing.apply(px), spec))
+                        if (vi, fi) in plate_at:
+                            plate.append(img)
                         bar.update(1)
                     fi += 1
             finally:
                 cap.release()
+    cv2.imwrite(str(root / "plate.png"), np.median(np.stack(plate), axis=0).astype(np.uint8))
     missing = len(kept) - len(list((root / "frames").iterdir()))
     if missing:
         raise DatasetError(f"{missing} frames could not be decoded a second time; is the video file changing?")
