@@ -35,6 +35,22 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    cfg = _config(args)
+    summary = train(args.dataset, args.out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet)
+    return 130 if summary.get("stopped") else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    export(args.model_dir)
+    print(f"exported {args.model_dir}: generator_fp16.onnx (GPU) and generator_fp32.onnx (CPU)")
+    return 0
+
+
 def cmd_puppet(args: argparse.Namespace) -> int:
     from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource, write_video
 
@@ -83,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, metavar="DIR")
     d.set_defaults(func=cmd_dataset)
 
+    t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target")
+    t.add_argument("dataset", metavar="DATASET")
+    t.add_argument("--out", required=True, metavar="MODEL_DIR")
+    t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", parents=[common], help="write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity")
+    e.add_argument("model_dir", metavar="MODEL_DIR")
+    e.set_defaults(func=cmd_export)
+
     pp = sub.add_parser("puppet", parents=[common], help="render a clip of the synthetic puppet face")
     pp.add_argument("--out", required=True, metavar="FILE.mp4")
     pp.add_argument("--face", choices=("target", "driver"), default="target")
@@ -114,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as e:  # noqa: BLE001 - user-facing errors below; anything else re-raised
         from live.sources import SourceError
+        from models.artifact import ArtifactError
         from training.dataset import DatasetError
+        from training.export import ExportError
+        from training.train import TrainError
 
-        if isinstance(e, (DatasetError, SourceError)):
+        if isinstance(e, (DatasetError, SourceError, ArtifactError, TrainError, ExportError)):
             print(f"reenact: error: {e}", file=sys.stderr)
             return 1
         raise

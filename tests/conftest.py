@@ -42,3 +42,29 @@ def read_landmarks(path: Path, *, every: int = 1, limit: int | None = None):
             i += 1
     cap.release()
     return out
+
+
+@pytest.fixture(scope="session")
+def puppet_dataset(tmp_path_factory):
+    """A small hermetic dataset: 4 s of the synthetic target puppet, 64 px framing."""
+    from live.sources import TARGET_SHAPE, PuppetSource, write_video
+    from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchConfig
+    from training.dataset import build_dataset
+
+    root = tmp_path_factory.mktemp("puppet_ds")
+    clip = root / "puppet.mp4"
+    write_video(clip, (f.image for f in PuppetSource(seed=11, shape=TARGET_SHAPE, size=(192, 192), frames=120)), 30.0)
+    out = root / "ds"
+    build_dataset([clip], out, dataset=DatasetConfig(val_block_seconds=0.5, val_fraction=0.2), landmarks=LandmarksConfig(),
+                  sketch=SketchConfig(), model=ModelConfig(size=64, depth=6), progress=False, log=lambda s: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_dataset(clips_dir, tmp_path_factory):
+    """`reenact dataset` on the real target clip (d6), built once per test session."""
+    from live.cli import main
+
+    out = tmp_path_factory.mktemp("real_ds") / "d6"
+    assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet"]) == 0
+    return out

@@ -164,13 +164,10 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 
 
 @pytest.mark.clips
-@pytest.mark.slow
-def test_real_target_clip(clips_dir, tmp_path, capsys):
-    out = tmp_path / "d6"
-    assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet"]) == 0
-    m = load_manifest(out)
+def test_real_target_clip(real_dataset):
+    """The issue's bar: at least 95 % of the 1008 frames of the real target are kept."""
+    m = load_manifest(real_dataset)
     assert m["frames_total"] == 1008
     assert m["frames_kept"] >= 0.95 * 1008
-    assert (out / "coverage.png").is_file() and (out / "coverage.json").is_file()
-    assert len(list((out / "frames").iterdir())) == m["frames_kept"]
-    assert "kept" in capsys.readouterr().out
+    assert (real_dataset / "coverage.png").is_file() and (real_dataset / "coverage.json").is_file()
+    assert len(list((real_dataset / "frames").iterdir())) == m["frames_kept"]

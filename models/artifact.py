@@ -1,0 +1,150 @@
+"""The model directory: everything live needs, self-describing and verified on load.
+
+    MODEL_DIR/
+      model.json          contract (framing, sketch spec + hash, target neutral),
+                          generator config, provenance, metrics, and the sha256 of
+                          every file below
+      generator.pt        generator weights (PyTorch state_dict, fp32)
+      generator_fp16.onnx generator for GPU engines      (written by `reenact export`)
+      generator_fp32.onnx generator for the CPU engine   (written by `reenact export`)
+      plate.png           the target's scene without the head, for composition
+      model_card.md       the same facts for people
+      checkpoint.pt       full training state (only needed to resume training)
+
+``model.json`` is always written last (atomically), so a directory whose
+``model.json`` verifies is complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.framing import Framing
+from models.sketch import SketchSpec
+
+FORMAT = "reenact-model"
+VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """A model directory is missing, damaged or does not match; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the generator's input means: live must reproduce it exactly."""
+
+    framing: Framing
+    sketch: SketchSpec
+    neutral_px: np.ndarray  # (478, 3) float32, target source-video pixels
+
+    def to_dict(self) -> dict:
+        return {"framing": self.framing.to_dict(), "sketch_spec": self.sketch.to_dict(), "sketch_hash": self.sketch.hash,
+                "neutral_px": np.round(np.asarray(self.neutral_px, dtype=np.float64), 3).tolist()}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Contract":
+        try:
+            spec = SketchSpec.from_dict(d["sketch_spec"])
+        except ValueError as e:
+            raise ArtifactError(f"sketch spec: {e}; re-export the model with this version of reenact") from None
+        except KeyError as e:
+            raise ArtifactError(f"contract lacks {e}") from None
+        if spec.hash != d.get("sketch_hash"):
+            raise ArtifactError(f"sketch hash mismatch: recorded {d.get('sketch_hash')!r}, this renderer gives {spec.hash!r} for the same spec")
+        try:
+            framing = Framing.from_dict(d["framing"])
+        except ValueError as e:
+            raise ArtifactError(str(e)) from None
+        neutral = np.asarray(d.get("neutral_px"), dtype=np.float32)
+        if neutral.shape != (478, 3):
+            raise ArtifactError(f"target neutral must be 478x3 points, got shape {neutral.shape}")
+        if (spec.width, spec.height) != tuple(framing.out_size):
+            raise ArtifactError(f"sketch size {spec.width}x{spec.height} differs from the framing's {framing.out_size}")
+        return Contract(framing, spec, neutral)
+
+    def require_same(self, other: "Contract", what: str = "model") -> None:
+        """Raise ArtifactError naming each part of the contract that differs."""
+        problems = []
+        if self.sketch.hash != other.sketch.hash:
+            problems.append(f"sketch spec {other.sketch.hash} != {self.sketch.hash}")
+        if self.framing != other.framing:
+            problems.append(f"framing crop {other.framing.crop} / {other.framing.out_size} != {self.framing.crop} / {self.framing.out_size}")
+        if not np.allclose(self.neutral_px, other.neutral_px, atol=1e-2):
+            problems.append("target neutral face differs")
+        if problems:
+            raise ArtifactError(f"the {what} has another input contract: " + "; ".join(problems))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_model_json(model_dir: Path, meta: dict, files: list[str]) -> dict:
+    """Write model.json with the sha256 of ``files`` (names inside model_dir)."""
+    meta = dict(meta, format=FORMAT, version=VERSION)
+    meta["files"] = {name: {"sha256": sha256_file(model_dir / name), "bytes": (model_dir / name).stat().st_size} for name in files}
+    atomic_write_text(model_dir / "model.json", json.dumps(meta, indent=1))
+    return meta
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    path: Path
+    meta: dict
+    contract: Contract
+
+    def file(self, name: str) -> Path:
+        if name not in self.meta["files"]:
+            raise ArtifactError(f"{self.path} has no {name}" + (" (run `reenact export` first)" if name.endswith(".onnx") else ""))
+        return self.path / name
+
+    @property
+    def generator_config(self) -> dict:
+        return self.meta["generator"]
+
+
+def load_model_dir(path: str | Path, *, verify: bool = True) -> ModelDir:
+    """Open and verify a model directory. ``verify`` checks every file's sha256."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ArtifactError(f"model directory {str(p)!r} does not exist")
+    mj = p / "model.json"
+    if not mj.is_file():
+        raise ArtifactError(f"{str(p)!r} is not a reenact model (no model.json): train one with `reenact train DATASET --out {p}`")
+    try:
+        meta = json.loads(mj.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{mj} is corrupt: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{mj} is not a reenact model file (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ArtifactError(f"{mj} has format version {meta.get('version')!r}; this reenact reads version {VERSION}")
+    contract = Contract.from_dict(meta.get("contract", {}))
+    for name, rec in meta.get("files", {}).items():
+        f = p / name
+        if not f.is_file():
+            raise ArtifactError(f"{f} is missing")
+        if f.stat().st_size != rec["bytes"]:
+            raise ArtifactError(f"{f} is truncated or changed: {f.stat().st_size} bytes, expected {rec['bytes']}")
+        if verify and sha256_file(f) != rec["sha256"]:
+            raise ArtifactError(f"{f} is corrupt: its sha256 does not match model.json")
+    return ModelDir(p, meta, contract)

@@ -1,0 +1,96 @@
+"""pix2pix U-Net generator: sketch -> photo of the target.
+
+Input  (N, 3, H, W): the sketch, BGR, float32 or float16, scaled to [-1, 1].
+Output (N, 3, H, W): the photo, BGR, same dtype, in [-1, 1] (tanh).
+H and W must be multiples of 2**depth (``models.framing.output_size`` rounds to that),
+so any aspect ratio works.
+
+Encoder: ``depth`` stride-2 4x4 convolutions, widths ngf·(1, 2, 4, 8, 8, ...).
+Decoder: mirror image with skip connections; dropout in the three innermost decoder
+blocks as in pix2pix. ``upsample="resize"`` uses nearest-neighbour x2 + 3x3 conv,
+which avoids the checkerboard artifacts of transposed convolutions.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    ngf: int = 64
+    depth: int = 8
+    dropout: float = 0.5
+    upsample: str = "transpose"  # or "resize"
+
+    def __post_init__(self) -> None:
+        if self.depth < 3 or self.ngf < 1 or self.upsample not in ("transpose", "resize") or not 0 <= self.dropout < 1:
+            raise ValueError(f"invalid UNetConfig {self}")
+
+    @property
+    def multiple(self) -> int:
+        return 2**self.depth
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _width(ngf: int, level: int) -> int:
+    return ngf * min(2**level, 8)
+
+
+def _up(cin: int, cout: int, mode: str) -> nn.Module:
+    if mode == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
+
+
+class UNetGenerator(nn.Module):
+    def __init__(self, cfg: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, ngf = cfg.depth, cfg.ngf
+        widths = [_width(ngf, i) for i in range(d)]
+        self.down = nn.ModuleList()
+        for i in range(d):
+            cin = 3 if i == 0 else widths[i - 1]
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, inplace=True)]
+            layers.append(nn.Conv2d(cin, widths[i], 4, 2, 1, bias=i in (0, d - 1)))
+            if 0 < i < d - 1:  # no norm on the input layer, nor on the 1x1 bottleneck
+                layers.append(nn.BatchNorm2d(widths[i]))
+            self.down.append(nn.Sequential(*layers))
+        self.up = nn.ModuleList()
+        for i in reversed(range(d)):
+            cin = widths[i] if i == d - 1 else widths[i] * 2  # skip concat below the bottleneck
+            if i == 0:
+                layers = [nn.ReLU(inplace=True), _up(cin, 3, cfg.upsample), nn.Tanh()]
+                if cfg.upsample == "resize":
+                    layers[1][1].bias = nn.Parameter(torch.zeros(3))  # type: ignore[index]
+                else:
+                    layers[1].bias = nn.Parameter(torch.zeros(3))  # type: ignore[union-attr]
+            else:
+                layers = [nn.ReLU(inplace=True), _up(cin, widths[i - 1], cfg.upsample), nn.BatchNorm2d(widths[i - 1])]
+                if cfg.dropout > 0 and i >= d - 3:
+                    layers.append(nn.Dropout(cfg.dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.cfg.multiple
+        if not torch.jit.is_tracing() and (x.shape[-1] % m or x.shape[-2] % m):
+            raise ValueError(f"UNetGenerator(depth={self.cfg.depth}) needs H and W divisible by {m}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck feeds the first up block directly
+        for block in self.up:
+            x = block(x)
+            if skips:
+                x = torch.cat([x, skips.pop()], dim=1)
+        return x
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,56 @@
+"""Generator and discriminator shapes, and the PatchGAN's 70x70 receptive field."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.patchgan import MultiScaleDiscriminator, PatchDiscriminator
+from models.unet import UNetConfig, UNetGenerator, count_parameters
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+@pytest.mark.parametrize("hw", [(64, 64), (64, 128), (128, 64)])
+def test_generator_keeps_shape_and_range_for_any_aspect(upsample, hw):
+    g = UNetGenerator(UNetConfig(ngf=8, depth=6, upsample=upsample)).eval()
+    y = g(torch.randn(2, 3, *hw) * 3)
+    assert y.shape == (2, 3, *hw) and y.dtype == torch.float32
+    assert y.abs().max() <= 1.0
+
+
+def test_generator_rejects_sizes_it_cannot_halve():
+    g = UNetGenerator(UNetConfig(ngf=8, depth=6))
+    with pytest.raises(ValueError, match="divisible by 64"):
+        g(torch.zeros(1, 3, 96, 64))
+
+
+def test_unet_256_matches_pix2pix_size():
+    # pix2pix's unet_256 (ngf 64, 8 levels) has 54.4 M parameters.
+    assert count_parameters(UNetGenerator(UNetConfig(64, 8))) == pytest.approx(54.4e6, rel=0.01)
+
+
+def test_dropout_only_in_training_mode():
+    g = UNetGenerator(UNetConfig(ngf=8, depth=6, dropout=0.5))
+    x = torch.randn(1, 3, 64, 64)
+    g.eval()
+    assert torch.equal(g(x), g(x))
+    g.train()
+    assert not torch.equal(g(x), g(x))
+
+
+def test_patchgan_sees_70x70_patches():
+    d = PatchDiscriminator(6, ndf=8, n_layers=3).eval()
+    x = torch.zeros(1, 6, 256, 256, requires_grad=True)
+    out = d(x)[-1]
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)))
+    cols = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 2)))
+    assert int(rows.max() - rows.min() + 1) == 70 and int(cols.max() - cols.min() + 1) == 70
+
+
+def test_multiscale_discriminator_judges_coarser_scales():
+    d = MultiScaleDiscriminator(6, ndf=8, scales=3)
+    outs = d(torch.randn(2, 6, 128, 128))
+    assert len(outs) == 3
+    sizes = [o[-1].shape[-1] for o in outs]
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert all(o[-1].shape[:2] == (2, 1) for o in outs)

@@ -1,0 +1,249 @@
+"""The trainer: it learns, it resumes exactly, it never corrupts a checkpoint, it stops
+cleanly on SIGTERM, and its model directory and exports verify."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.artifact import ArtifactError, load_model_dir
+from models.config import ModelConfig, TrainConfig
+from training import export as export_mod
+from training import train as train_mod
+from training.data import Augment, PairSet
+from training.export import ExportError, export
+from training.train import TrainError, load_checkpoint, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ModelConfig(size=64, depth=6, ngf=8)
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(steps=6, batch_size=2, ndf=8, checkpoint_every=1000, preview_every=1000, val_every=1000, val_frames=4, log_every=1)
+    return TrainConfig(**(base | kw))
+
+
+def run(ds, out, cfg, **kw):
+    return train(ds, out, model=TINY_MODEL, cfg=cfg, progress=False, log=lambda s: None, **kw)
+
+
+def test_resume_continues_exactly(puppet_dataset, tmp_path):
+    run(puppet_dataset, tmp_path / "straight", tiny(steps=8))
+    run(puppet_dataset, tmp_path / "split", tiny(steps=4))
+    summary = run(puppet_dataset, tmp_path / "split", tiny(steps=8), resume=True)
+    assert summary["step"] == 8
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for part in ("G", "D"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    la = [h["g_l1"] for h in a["history"] if "g_l1" in h]
+    lb = [h["g_l1"] for h in b["history"] if "g_l1" in h]
+    assert la == lb
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(puppet_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=2))
+    good = load_checkpoint(out / "checkpoint.pt")
+    real_save = torch.save
+
+    def disk_full(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_mod.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        run(puppet_dataset, out, tiny(steps=4), resume=True)
+    monkeypatch.setattr(train_mod.torch, "save", real_save)
+    again = load_checkpoint(out / "checkpoint.pt")
+    assert again["step"] == good["step"] == 2
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_refuses_to_overwrite_or_mix_runs(puppet_dataset, tmp_path):
+    with pytest.raises(TrainError, match="nothing to resume"):
+        run(puppet_dataset, tmp_path / "none", tiny(), resume=True)
+    run(puppet_dataset, tmp_path / "m", tiny(steps=1))
+    with pytest.raises(TrainError, match="already holds a training run"):
+        run(puppet_dataset, tmp_path / "m", tiny(steps=2))
+    ckpt = load_checkpoint(tmp_path / "m" / "checkpoint.pt")
+    ckpt["dataset_key"] = "someotherdata"
+    torch.save(ckpt, tmp_path / "m" / "checkpoint.pt")
+    with pytest.raises(TrainError, match="another dataset"):
+        run(puppet_dataset, tmp_path / "m", tiny(steps=2), resume=True)
+    (tmp_path / "m" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainError, match="not a readable checkpoint"):
+        run(puppet_dataset, tmp_path / "m", tiny(steps=2), resume=True)
+
+
+def test_model_directory_previews_and_metrics(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    summary = run(puppet_dataset, out, tiny(steps=4, preview_every=2, val_every=4))
+    model = load_model_dir(out)
+    assert model.meta["provenance"]["steps"] == 4 and model.meta["provenance"]["complete"]
+    assert set(model.meta["metrics"]) == {"l1", "psnr", "ssim", "landmark_error_iod", "detection_rate"}
+    assert (out / "plate.png").is_file() and "model_card.md" in model.meta["files"]
+    previews = sorted((out / "previews").glob("*.png"))
+    assert [p.name for p in previews] == ["step_0000002.png", "step_0000004.png"]
+    import cv2
+
+    grid = cv2.imread(str(previews[-1]))
+    assert grid.shape[1] == 3 * 64  # sketch | generated | real
+    assert any(p.name.startswith("events") for p in (out / "logs").iterdir())
+    assert any("val" in h for h in summary["history"])
+
+
+def test_augmentation_keeps_sketch_and_photo_aligned(puppet_dataset):
+    from live.sources import TARGET_SHAPE
+    from models.sketch import SketchSpec
+
+    spec = SketchSpec(64, 64)
+    aug = PairSet(puppet_dataset, "train", spec, seed=0, augment=Augment(scale=0.1, shift=0.1, rotate=10, probability=1.0))
+    plain = PairSet(puppet_dataset, "train", spec, seed=0, augment=None, mouth_weight=4, eye_weight=2)
+    for i in range(5):
+        sketch, photo, weight, _ = aug.sample(i, np.random.default_rng(i))
+        psketch = plain.sample(i)[0]
+        assert not np.array_equal(sketch, psketch)  # really transformed
+        ink = sketch.any(axis=2)
+        face = np.abs(photo.astype(int) - np.array(TARGET_SHAPE.background)).sum(axis=2) > 40
+        assert (ink & face).sum() > 0.6 * ink.sum()
+    _, _, w, _ = plain.sample(0)
+    assert w.max() == 4.0 and w.min() == 1.0 and (w == 2.0).any()
+
+
+@pytest.mark.clips
+def test_losses_fall_on_real_frames(real_dataset, tmp_path):
+    """The CI bar: a tiny CPU run on real frames of the target, losses going down."""
+    cfg = tiny(steps=60, batch_size=4, val_frames=8, val_every=60)
+    summary = train(real_dataset, tmp_path / "m", model=ModelConfig(size=64, depth=6, ngf=16), cfg=cfg, progress=False, log=lambda s: None)
+    l1 = [h["g_l1"] for h in summary["history"] if "g_l1" in h]
+    fm = [h["g_fm"] for h in summary["history"] if "g_fm" in h]
+    assert np.mean(l1[-10:]) < 0.75 * np.mean(l1[:10])
+    assert np.mean(fm[-10:]) < np.mean(fm[:10])
+
+
+def test_sigterm_saves_and_resume_finishes(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "live.cli", "train", str(puppet_dataset), "--out", str(out), "--quiet",
+           "--set", "model.size=64", "--set", "model.depth=6", "--set", "model.ngf=8", "--set", "train.steps=100000",
+           "--set", "train.batch_size=1", "--set", "train.ndf=8", "--set", "train.val_frames=2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "logs").exists():
+        time.sleep(0.2)
+    time.sleep(2.0)  # some steps in
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stdout
+    step = load_checkpoint(out / "checkpoint.pt")["step"]
+    assert step > 0
+    model = load_model_dir(out)
+    assert model.meta["provenance"]["steps"] == step and not model.meta["provenance"]["complete"]
+    summary = run(puppet_dataset, out, tiny(steps=step + 2, batch_size=1), resume=True)
+    assert summary["step"] == step + 2
+
+
+def test_export_parity_metadata_and_verification(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=2))
+    report = export(out, log=lambda s: None)
+    assert report["fp32"]["max_abs_err"] < 1e-3 and report["fp16"]["mean_abs_err"] < 1e-2
+    model = load_model_dir(out)
+    assert {"generator_fp16.onnx", "generator_fp32.onnx"} <= set(model.meta["files"])
+    assert model.meta["export"]["parity"]["fp16"]["max_abs_err"] == report["fp16"]["max_abs_err"]
+    import onnx
+
+    m16 = onnx.load(str(out / "generator_fp16.onnx"))
+    props = {p.key: p.value for p in m16.metadata_props}
+    assert props["reenact.sketch_hash"] == model.contract.sketch.hash
+    assert json.loads(props["reenact.framing"]) == model.contract.framing.to_dict()
+    assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    export_mod.check_onnx_metadata(out / "generator_fp32.onnx", model)
+
+
+def test_export_refuses_a_model_that_fails_parity(puppet_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=1))
+    monkeypatch.setitem(export_mod.TOLERANCE, "fp16", (1e-9, 1e-9))
+    with pytest.raises(ExportError, match="fails parity"):
+        export(out, log=lambda s: None)
+    assert not (out / "generator_fp16.onnx").exists() and not list(out.glob(".*.tmp"))
+    load_model_dir(out)  # still a valid (un-exported) model
+
+
+def test_damaged_model_directories_are_refused_by_name(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=1))
+    export(out, log=lambda s: None)
+
+    def fresh():
+        import shutil
+
+        d = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(out, d)
+        return d
+
+    with pytest.raises(ArtifactError, match="does not exist"):
+        load_model_dir(tmp_path / "nope")
+    d = fresh()
+    (d / "generator_fp32.onnx").write_bytes((d / "generator_fp32.onnx").read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="generator_fp32.onnx is truncated"):
+        load_model_dir(d)
+    d = fresh()
+    (d / "generator.pt").unlink()
+    with pytest.raises(ArtifactError, match="generator.pt is missing"):
+        load_model_dir(d)
+    d = fresh()
+    data = bytearray((d / "generator.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (d / "generator.pt").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="generator.pt is corrupt"):
+        load_model_dir(d)
+    for edit, message in (
+        (lambda m: m["contract"].__setitem__("sketch_hash", "0" * 16), "sketch hash mismatch"),
+        (lambda m: m["contract"]["sketch_spec"].__setitem__("version", 99), "version 99"),
+        (lambda m: m.__setitem__("version", 7), "format version 7"),
+        (lambda m: m["contract"]["framing"].__setitem__("out_size", [32, 32]), "differs from the framing"),
+    ):
+        d = fresh()
+        meta = json.loads((d / "model.json").read_text())
+        edit(meta)
+        (d / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match=message):
+            load_model_dir(d)
+
+
+def test_a_model_from_another_framing_is_refused(puppet_dataset, tmp_path):
+    from models.framing import Framing
+    from models.artifact import Contract
+
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=1))
+    c = load_model_dir(out).contract
+    moved = Contract(Framing(c.framing.source_size, (c.framing.crop[0] + 10, *c.framing.crop[1:]), c.framing.out_size), c.sketch, c.neutral_px)
+    with pytest.raises(ArtifactError, match="framing crop"):
+        c.require_same(moved)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_ddp(puppet_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "live.cli", "train",
+           str(puppet_dataset), "--out", str(out), "--quiet", "--set", "model.size=64", "--set", "model.depth=6",
+           "--set", "model.ngf=8", "--set", "train.steps=3", "--set", "train.batch_size=1", "--set", "train.ndf=8",
+           "--set", "train.val_frames=2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "x2" in res.stdout  # the run reported two processes
+    assert load_model_dir(out).meta["provenance"]["steps"] == 3

@@ -1,0 +1,149 @@
+"""Training pairs in memory: framed photos and sketches re-rendered from landmarks.
+
+The trainer never reads ``sketches/*.png``: it renders every sketch itself with the
+model's own ``SketchSpec`` from the stored landmarks, at the model's resolution. So a
+model trained at 128 px from a 256 px dataset gets 128 px sketches drawn exactly as
+live will draw them, not a blurred downscale.
+
+Augmentation is a small random similarity (scale, shift, rotation) applied to the
+photo *and* to the landmarks before drawing the sketch, so the pair stays aligned to
+the sub-pixel. Every random choice is derived from (seed, step, rank, slot), so a
+resumed run sees exactly the samples an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from models import topology as T
+from models.framing import Framing
+from models.geometry import interocular
+from models.sketch import SketchSpec, render_sketch
+from training.dataset import DatasetError, load_manifest
+
+
+@dataclass(frozen=True)
+class Augment:
+    scale: float = 0.05  # ± relative
+    shift: float = 0.04  # ± fraction of the image size
+    rotate: float = 5.0  # ± degrees
+    probability: float = 0.7
+
+
+def model_framing(dataset_framing: Framing, size: tuple[int, int]) -> Framing:
+    """The dataset's crop at the model's resolution (same crop, other out_size)."""
+    return Framing(dataset_framing.source_size, dataset_framing.crop, size)
+
+
+class PairSet:
+    """All kept frames of one split, resized to the model size, with their landmarks.
+
+    ``batch(step, rank, batch_size)`` -> (sketch, photo, weight) float32 tensors:
+    sketch and photo (B, 3, H, W) in [-1, 1] (BGR), weight (B, 1, H, W) >= 1.
+    """
+
+    def __init__(self, root: str | Path, split: str, spec: SketchSpec, *, seed: int, augment: Augment | None,
+                 mouth_weight: float = 1.0, eye_weight: float = 1.0, limit: int | None = None) -> None:
+        root = Path(root)
+        manifest = load_manifest(root)
+        self.manifest = manifest
+        ds_framing = Framing.from_dict(manifest["framing"])
+        size = (spec.width, spec.height)
+        if spec.height > ds_framing.out_size[1]:
+            raise DatasetError(f"the model is {spec.height} px tall but the dataset's frames are {ds_framing.out_size[1]} px; "
+                               f"rebuild the dataset with --set model.size={spec.height}")
+        self.framing = model_framing(ds_framing, size)
+        self.spec = spec
+        picks = [n for n, s in enumerate(manifest["samples"]) if s["split"] == split]
+        if limit is not None:
+            picks = picks[:: max(1, len(picks) // limit)][:limit]
+        if not picks:
+            raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
+        lms = np.load(root / "landmarks.npz")
+        self.source_px = lms["source_px"][picks].astype(np.float32)
+        self.ids = [manifest["samples"][n]["id"] for n in picks]
+        photos = []
+        for sid in self.ids:
+            img = cv2.imread(str(root / "frames" / f"{sid}.png"))
+            if img is None:
+                raise DatasetError(f"{root / 'frames' / (sid + '.png')} is missing or unreadable; rebuild the dataset")
+            if img.shape[:2] != (spec.height, spec.width):
+                img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            photos.append(img)
+        self.photos = np.stack(photos)  # (N, H, W, 3) uint8
+        self.seed, self.augment = seed, augment
+        self.mouth_weight, self.eye_weight = mouth_weight, eye_weight
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _transform(self, rng: np.random.Generator) -> np.ndarray | None:
+        a = self.augment
+        if a is None or rng.uniform() > a.probability:
+            return None
+        w, h = self.spec.width, self.spec.height
+        s = 1 + rng.uniform(-a.scale, a.scale)
+        ang = rng.uniform(-a.rotate, a.rotate)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), ang, s)
+        m[:, 2] += rng.uniform(-a.shift, a.shift, 2) * np.array([w, h])
+        return m
+
+    def sample(self, i: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sketch uint8 HxWx3, photo uint8 HxWx3, weight float32 HxW, framed points (478,3))."""
+        pts = self.framing.apply(self.source_px[i])
+        photo = self.photos[i]
+        m = self._transform(rng) if rng is not None else None
+        if m is not None:
+            photo = cv2.warpAffine(photo, m, (self.spec.width, self.spec.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
+            zs = pts[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
+            pts = np.column_stack([xy, zs]).astype(np.float32)
+        return render_sketch(pts, self.spec), photo, self._weights(pts), pts
+
+    def _weights(self, pts: np.ndarray) -> np.ndarray:
+        """1 everywhere, ``mouth_weight`` on the lips, ``eye_weight`` on the eyes: the
+        features a viewer reads expression from get more of the L1 loss."""
+        h, w = self.spec.height, self.spec.width
+        wmap = np.ones((h, w), np.float32)
+        if self.mouth_weight == 1 and self.eye_weight == 1:
+            return wmap
+        grow = max(1, int(round(0.15 * interocular(pts))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        for loops, weight in ((("outer_lips",), self.mouth_weight), (("left_eye", "right_eye"), self.eye_weight)):
+            mask = np.zeros((h, w), np.uint8)
+            for name in loops:
+                cv2.fillPoly(mask, [np.round(pts[T.loop(name), :2]).astype(np.int32)], 1)
+            mask = cv2.dilate(mask, kernel)
+            wmap[mask > 0] = np.maximum(wmap[mask > 0], weight)
+        return wmap
+
+    def batch(self, step: int, rank: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, rank])
+        idx = rng.integers(0, len(self), size=batch_size)
+        items = [self.sample(int(i), np.random.default_rng([self.seed, step, rank, j])) for j, i in enumerate(idx)]
+        return collate(items)
+
+    def fixed(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Un-augmented samples (validation, previews)."""
+        return collate([self.sample(i) for i in indices])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_images(t: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    return ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    sketches = to_tensor(np.stack([it[0] for it in items]))
+    photos = to_tensor(np.stack([it[1] for it in items]))
+    weights = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
+    return sketches, photos, weights
