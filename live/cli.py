@@ -51,6 +51,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_choice(args: argparse.Namespace, cfg) -> "SourceChoice":
+    from live.session import SourceChoice
+
+    kind = args.source or cfg.capture.source
+    if kind not in ("camera", "puppet") and not Path(kind).suffix:
+        raise ConfigError(f"--source {kind!r}: give camera, puppet or a video file path")
+    if kind in ("camera", "puppet"):
+        return SourceChoice(kind, camera=args.camera or cfg.capture.camera, file=cfg.capture.file, realtime=True,
+                            seconds=getattr(args, "seconds", None))
+    return SourceChoice("file", file=kind, realtime=not getattr(args, "flat_out", False) and cfg.capture.realtime)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from live.pipeline import Mode
+    from live.session import open_sinks, open_source, run_session, summary_line
+
+    cfg = _config(args)
+    choice = _source_choice(args, cfg)
+    source, reopen = open_source(choice, cfg)
+    fps = getattr(source, "fps", cfg.capture.fps)
+    sinks = open_sinks(cfg, fps, virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
+                       window=cfg.output.window or args.window, record=args.record or cfg.output.record, on_key=None, log=print)
+    report = run_session(args.model, source, sinks, cfg, threaded=True, reopen=reopen, json_path=args.json,
+                         mode=Mode(args.view), gain=args.gain, max_frames=args.frames)
+    print(summary_line(report))
+    print(f"latency report: {args.json}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from live.session import SourceChoice, open_source, run_session, summary_line
+    from live.sinks import NullSink, RecorderSink
+
+    cfg = _config(args)
+    choice = SourceChoice("file", file=args.source, realtime=not args.flat_out)
+    source, _ = open_source(choice, cfg)
+    sinks = [NullSink()]
+    if args.record:
+        sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
+    report = run_session(args.model, source, sinks, cfg, threaded=not args.flat_out, json_path=args.json, log=print)
+    report["pacing"] = "flat-out" if args.flat_out else "real-time"
+    report["source"] = str(args.source)
+    if args.json:
+        Path(args.json).write_text(__import__("json").dumps(report, indent=1))
+    print(summary_line(report))
+    if args.json:
+        print(f"report: {args.json}")
+    return 0
+
+
 def cmd_puppet(args: argparse.Namespace) -> int:
     from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource, write_video
 
@@ -109,6 +159,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model_dir", metavar="MODEL_DIR")
     e.set_defaults(func=cmd_export)
 
+    lv = sub.add_parser("live", parents=[common], help="drive the target's face from a camera into a virtual camera")
+    lv.add_argument("--model", required=True, metavar="MODEL_DIR")
+    lv.add_argument("--source", help="camera, puppet, or a video file (default: capture.source)")
+    lv.add_argument("--camera", help="camera index or name (default: capture.camera)")
+    lv.add_argument("--window", action="store_true", help="also show a preview window with stats")
+    lv.add_argument("--no-virtual-camera", action="store_true", help="do not open the virtual camera")
+    lv.add_argument("--record", metavar="FILE.mp4", help="also record the output")
+    lv.add_argument("--view", choices=[m.value for m in __import__("live.pipeline", fromlist=["Mode"]).Mode], default="output",
+                    help="what to send: the output, the camera (passthrough), the sketch, or all side by side")
+    lv.add_argument("--gain", type=float, default=1.0, help="expression gain (also +/- in the window)")
+    lv.add_argument("--frames", type=int, help="stop after this many frames")
+    lv.add_argument("--seconds", type=float, help="length of the puppet source")
+    lv.add_argument("--json", default="runs/live/latency.json", metavar="FILE", help="latency report written on exit")
+    lv.set_defaults(func=cmd_live)
+
+    b = sub.add_parser("bench", parents=[common], help="run the live pipeline on a video into a null sink and report latency")
+    b.add_argument("--model", required=True, metavar="MODEL_DIR")
+    b.add_argument("--source", required=True, metavar="VIDEO")
+    b.add_argument("--flat-out", action="store_true", help="as fast as possible instead of at the video's frame rate")
+    b.add_argument("--json", metavar="OUT", help="write the report (keys documented in the README)")
+    b.add_argument("--record", metavar="FILE.mp4", help="also write the output video")
+    b.set_defaults(func=cmd_bench)
+
     pp = sub.add_parser("puppet", parents=[common], help="render a clip of the synthetic puppet face")
     pp.add_argument("--out", required=True, metavar="FILE.mp4")
     pp.add_argument("--face", choices=("target", "driver"), default="target")
@@ -143,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         from models.artifact import ArtifactError
         from training.dataset import DatasetError
         from training.export import ExportError
+        from live.engines import EngineError
+        from live.sinks import SinkError
         from training.train import TrainError
 
-        if isinstance(e, (DatasetError, SourceError, ArtifactError, TrainError, ExportError)):
+        if isinstance(e, (DatasetError, SourceError, ArtifactError, TrainError, ExportError, EngineError, SinkError)):
             print(f"reenact: error: {e}", file=sys.stderr)
             return 1
         raise

@@ -95,6 +95,64 @@ class VideoFileSource(_Base):
         self._cap.release()
 
 
+def find_camera(name: str) -> int:
+    """A camera index from an index string ("0") or part of a device name ("C920")."""
+    if name.strip().isdigit():
+        return int(name)
+    sysfs = Path("/sys/class/video4linux")
+    names = {}
+    if sysfs.is_dir():
+        for dev in sorted(sysfs.iterdir()):
+            try:
+                names[int(dev.name.replace("video", ""))] = (dev / "name").read_text().strip()
+            except (OSError, ValueError):
+                continue
+    for index, label in sorted(names.items()):
+        if name.lower() in label.lower():
+            return index
+    known = ", ".join(f"{i}: {n}" for i, n in sorted(names.items())) or "none found"
+    raise SourceError(f"no camera named {name!r} (cameras: {known}); `reenact devices` lists them")
+
+
+class WebcamSource(_Base):
+    """A camera through OpenCV: V4L2 on Linux, DirectShow on Windows, AVFoundation on
+    macOS. Asks for ``width``x``height`` at ``fps`` and MJPG (which USB cameras need
+    for 720p30 and up); the driver may give something else, see ``size`` and ``fps``."""
+
+    def __init__(self, camera: str = "0", *, width: int = 1280, height: int = 720, fps: float = 30.0, mjpg: bool = True) -> None:
+        import platform
+
+        import cv2
+
+        index = find_camera(camera)
+        api = {"Linux": cv2.CAP_V4L2, "Windows": cv2.CAP_DSHOW, "Darwin": cv2.CAP_AVFOUNDATION}.get(platform.system(), cv2.CAP_ANY)
+        self._cap = cv2.VideoCapture(index, api)
+        if not self._cap.isOpened():
+            raise SourceError(f"camera {camera!r} (index {index}) cannot be opened: is it connected, and not in use by another app? "
+                              "`reenact devices` lists cameras")
+        if mjpg:
+            self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._cap.set(cv2.CAP_PROP_FPS, fps)
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue is latency too
+        self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or fps
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        ok, img = self._cap.read()
+        t = time.monotonic()  # as close to capture as OpenCV lets us get
+        if not ok or img is None:
+            raise SourceError("the camera stopped delivering frames (unplugged, or taken by another app)")
+        frame = Frame(img, t, self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._cap.release()
+
+
 # Two stock puppets: a target and a driver with another face shape and colouring.
 TARGET_SHAPE = FaceShape(width=1.0, height=1.0, skin=(150, 180, 225), background=(70, 60, 50))
 DRIVER_SHAPE = FaceShape(width=1.18, height=0.9, skin=(120, 150, 190), background=(40, 70, 40))

@@ -68,3 +68,17 @@ def real_dataset(clips_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_ds") / "d6"
     assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(puppet_dataset, tmp_path_factory):
+    """A barely trained 64 px model of the puppet, exported: enough to run live."""
+    from models.config import ModelConfig, TrainConfig
+    from training.export import export
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("tiny_model") / "m"
+    cfg = TrainConfig(steps=2, batch_size=2, ndf=8, val_frames=2, checkpoint_every=1000, preview_every=1000, val_every=1000)
+    train(puppet_dataset, out, model=ModelConfig(size=64, depth=6, ngf=8), cfg=cfg, progress=False, log=lambda s: None)
+    export(out, log=lambda s: None)
+    return out

@@ -1,0 +1,129 @@
+"""Getting driver frames to the loop.
+
+``ThreadedCapture`` reads the source on its own thread into a one-frame slot: the
+newest frame wins, a frame the loop had no time for is overwritten (and counted),
+never queued. So latency cannot pile up behind a slow frame. ``SyncCapture`` reads
+on demand: every frame is processed (benchmarks flat out, deterministic tests).
+
+Both deliver ``Frame``s, ``None`` when the source has ended, and raise
+``CameraLost`` when a live source fails; ``ThreadedCapture`` then reopens it in the
+background (``reopen``) until it comes back.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from live.sources import Frame, FrameSource, SourceError
+
+
+class CameraLost(RuntimeError):
+    """The live source stopped delivering; the capture is trying to reopen it."""
+
+
+class SyncCapture:
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.dropped = 0
+        self.delivered = 0
+
+    def get(self, timeout: float = 1.0) -> Frame | None:
+        try:
+            frame = self.source.read()
+        except SourceError as e:
+            raise CameraLost(str(e)) from None
+        if frame is not None:
+            self.delivered += 1
+        return frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class ThreadedCapture:
+    """``reopen``: builds a fresh source after a failure (None: a failure is final).
+    ``retry_s``: wait between reopen attempts."""
+
+    def __init__(self, source: FrameSource, *, reopen: Callable[[], FrameSource] | None = None,
+                 retry_s: float = 1.0, log: Callable[[str], None] = print) -> None:
+        self.source, self.reopen, self.retry_s, self.log = source, reopen, retry_s, log
+        self._cond = threading.Condition()
+        self._slot: Frame | None = None
+        self._ended = False
+        self._lost: str | None = None
+        self._stop = False
+        self.dropped = 0  # frames overwritten before the loop took them
+        self.captured = 0
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                frame = self.source.read()
+            except Exception as e:  # noqa: BLE001 - any device error = camera lost
+                frame, error = None, f"{type(e).__name__}: {e}"
+            else:
+                error = None if frame is not None or self.reopen is None else "the camera stopped delivering frames"
+            if frame is not None:
+                with self._cond:
+                    if self._slot is not None:
+                        self.dropped += 1
+                    self._slot = frame
+                    self.captured += 1
+                    self._cond.notify_all()
+                continue
+            if error is None:  # a file or a finite source ended
+                with self._cond:
+                    self._ended = True
+                    self._cond.notify_all()
+                return
+            self._recover(error)
+
+    def _recover(self, error: str) -> None:
+        with self._cond:
+            self._lost = error
+            self._cond.notify_all()
+        self.log(f"camera lost ({error}); retrying every {self.retry_s:g} s")
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001
+            pass
+        while not self._stop:
+            time.sleep(self.retry_s)
+            try:
+                self.source = self.reopen()
+            except Exception as e:  # noqa: BLE001
+                continue
+            self.log("camera back")
+            with self._cond:
+                self._lost = None
+            return
+
+    def get(self, timeout: float = 1.0) -> Frame | None:
+        """The newest frame not yet delivered; None when the source has ended.
+        Raises CameraLost while the source is down, TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._slot is None:
+                if self._ended:
+                    return None
+                if self._lost is not None:
+                    raise CameraLost(self._lost)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no frame from the source")
+                self._cond.wait(remaining)
+            frame, self._slot = self._slot, None
+            self.delivered += 1
+            return frame
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001
+            pass

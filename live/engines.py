@@ -1,0 +1,263 @@
+"""Inference engines: one interface, several backends, picked automatically.
+
+Contract (``Engine``): construct, ``warmup()`` once before the first frame, then
+``infer(sketch)`` per frame.
+
+* ``sketch``: (H, W, 3) uint8 BGR, the model's own sketch size.
+* returns (H, W, 3) uint8 BGR, the generated photo. The returned array may be
+  reused by the next call: copy it if you keep it.
+
+Backends (``ENGINES``):
+
+* ``torch-cuda`` — PyTorch on an NVIDIA GPU, fp16, channels_last, the whole forward
+  captured once as a CUDA graph and replayed per frame (no per-layer launch cost).
+* ``ort-cuda`` / ``ort-tensorrt`` — ONNX Runtime's CUDA / TensorRT providers on the
+  fp16 ONNX, with IO binding so input and output stay in pre-allocated device buffers.
+* ``ort-cpu`` — ONNX Runtime's CPU provider on the fp32 ONNX (fp32 is faster than
+  fp16 on CPUs), with pre-allocated input/output buffers bound once.
+* ``torch-cpu`` — PyTorch fp32 on the CPU; the reference the others are checked against.
+
+All of them agree with ``torch-cpu`` within ``TOLERANCE`` (uint8 levels) on the same
+sketch: tests check that on CPU; ``tests/test_gpu.py`` checks the GPU ones where CUDA exists.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from models.artifact import ArtifactError, ModelDir
+
+# Max mean-absolute difference (uint8 levels) between an engine and torch-cpu.
+TOLERANCE = {"fp32": 0.5, "fp16": 2.0}
+
+
+class EngineError(RuntimeError):
+    """An engine cannot run here; the message says why and what to do instead."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+    precision: str
+
+    def warmup(self) -> None: ...
+
+    def infer(self, sketch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def _to_input(sketch: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> (1, 3, H, W) in [-1, 1], written into ``out`` (any float dtype)."""
+    np.multiply(sketch.transpose(2, 0, 1)[None], 1 / 127.5, out=out, casting="unsafe")
+    out -= 1.0
+    return out
+
+
+def _to_image(photo: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) written into ``out`` (rounded, saturated)."""
+    import cv2
+
+    hwc = np.ascontiguousarray(photo[0].transpose(1, 2, 0), dtype=np.float32)
+    cv2.convertScaleAbs(hwc, dst=out, alpha=127.5, beta=127.5)
+    return out
+
+
+def _check_sketch(sketch: np.ndarray, shape: tuple[int, int, int]) -> None:
+    if sketch.shape != shape or sketch.dtype != np.uint8:
+        raise ValueError(f"engine input must be a uint8 {shape} sketch, got {sketch.dtype} {sketch.shape}")
+
+
+def nvidia_driver_present() -> bool:
+    """True when the NVIDIA driver's CUDA library loads (a GPU engine can possibly run)."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+class OrtEngine:
+    """ONNX Runtime. ``provider``: 'cpu', 'cuda' or 'tensorrt'."""
+
+    def __init__(self, model: ModelDir, *, provider: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.precision = "fp32" if provider == "cpu" else "fp16"
+        self.name = f"ort-{provider}"
+        path = model.file(f"generator_{self.precision}.onnx")
+        providers = {"cpu": ["CPUExecutionProvider"],
+                     "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}), "CPUExecutionProvider"],
+                     "tensorrt": [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                                                                 "trt_engine_cache_path": str(model.path / "trt_cache")}),
+                                  "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
+        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if provider != "cpu" and not nvidia_driver_present():
+            raise EngineError(f"{self.name}: no NVIDIA driver (libcuda) on this machine")
+        if wanted not in ort.get_available_providers():
+            raise EngineError(f"{self.name}: ONNX Runtime here has no {wanted} (available: {', '.join(ort.get_available_providers())})")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        if self.session.get_providers()[0] != wanted:
+            raise EngineError(f"{self.name}: {wanted} failed to initialise (session uses {self.session.get_providers()[0]})")
+        spec = model.contract.sketch
+        self.shape = (spec.height, spec.width, 3)
+        dtype = np.float16 if self.precision == "fp16" else np.float32
+        self._in = np.empty((1, 3, spec.height, spec.width), dtype)
+        self._out = np.empty((1, 3, spec.height, spec.width), dtype)
+        self._image = np.empty(self.shape, np.uint8)
+        self._device = "cpu" if provider == "cpu" else "cuda"
+        self._binding = self.session.io_binding()
+        if self._device == "cpu":
+            # Bind the pre-allocated host buffers once; each frame only refills them.
+            self._binding.bind_cpu_input("sketch", self._in)
+            self._binding.bind_output("photo", "cpu", 0, dtype, self._out.shape, self._out.ctypes.data)
+        else:
+            self._in_dev = ort.OrtValue.ortvalue_from_numpy(self._in, "cuda", 0)
+            self._out_dev = ort.OrtValue.ortvalue_from_shape_and_type(self._out.shape, dtype, "cuda", 0)
+            self._binding.bind_ortvalue_input("sketch", self._in_dev)
+            self._binding.bind_ortvalue_output("photo", self._out_dev)
+
+    def warmup(self) -> None:
+        for _ in range(3):
+            self.infer(np.zeros(self.shape, np.uint8))
+
+    def infer(self, sketch: np.ndarray) -> np.ndarray:
+        _check_sketch(sketch, self.shape)
+        _to_input(sketch, self._in)
+        if self._device == "cpu":
+            self.session.run_with_iobinding(self._binding)
+            return _to_image(self._out, self._image)
+        self._in_dev.update_inplace(self._in)
+        self.session.run_with_iobinding(self._binding)
+        return _to_image(self._out_dev.numpy(), self._image)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+
+class TorchEngine:
+    """PyTorch. On CUDA: fp16, channels_last and a captured CUDA graph; on CPU: fp32 eager."""
+
+    def __init__(self, model: ModelDir, *, device: str = "cuda", cuda_graph: bool = True) -> None:
+        import torch
+
+        from training.export import load_generator
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EngineError("torch-cuda: PyTorch sees no CUDA GPU here (CPU build of torch, or no NVIDIA driver)")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.precision = "fp16" if device == "cuda" else "fp32"
+        self.name = f"torch-{device}"
+        spec = model.contract.sketch
+        self.shape = (spec.height, spec.width, 3)
+        g = load_generator(model, self.device)
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        if device == "cuda":
+            g = g.to(dtype=dtype, memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.g = g
+        self._in = torch.zeros(1, 3, spec.height, spec.width, device=self.device, dtype=dtype)
+        if device == "cuda":
+            self._in = self._in.contiguous(memory_format=torch.channels_last)
+            self._host = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
+            self._host_out = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
+        self._graph = None
+        self._use_graph = cuda_graph and device == "cuda"
+        self._image = np.empty(self.shape, np.uint8)
+
+    def _forward(self):
+        # uint8 -> [-1, 1] happens on the device; so does the way back.
+        y = self.g(self._in)
+        return ((y.float() + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(self.torch.uint8)[0].permute(1, 2, 0)
+
+    def warmup(self) -> None:
+        torch = self.torch
+        with torch.inference_mode():
+            if self.device.type == "cuda":
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    for _ in range(3):  # cuDNN autotuning happens here, outside the graph
+                        self._out = self._forward()
+                torch.cuda.current_stream().wait_stream(s)
+                if self._use_graph:
+                    self._graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(self._graph):
+                        self._out = self._forward()
+                torch.cuda.synchronize()
+            else:
+                for _ in range(2):
+                    self._forward()
+
+    def infer(self, sketch: np.ndarray) -> np.ndarray:
+        _check_sketch(sketch, self.shape)
+        torch = self.torch
+        with torch.inference_mode():
+            if self.device.type == "cuda":
+                self._host.numpy()[:] = sketch
+                dev = self._host.to(self.device, non_blocking=True).permute(2, 0, 1)[None]
+                self._in.copy_(dev.to(self._in.dtype).mul_(1 / 127.5).sub_(1.0))
+                if self._graph is not None:
+                    self._graph.replay()
+                else:
+                    self._out = self._forward()
+                self._host_out.copy_(self._out)
+                torch.cuda.current_stream().synchronize()
+                self._image[:] = self._host_out.numpy()
+                return self._image
+            x = torch.from_numpy(sketch).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+            self._in.copy_(x)
+            self._image[:] = self._forward().numpy()
+            return self._image
+
+    def close(self) -> None:
+        self._graph = None
+
+
+ENGINES: dict[str, Callable[[ModelDir], Engine]] = {
+    "torch-cuda": lambda m: TorchEngine(m, device="cuda"),
+    "ort-tensorrt": lambda m: OrtEngine(m, provider="tensorrt"),
+    "ort-cuda": lambda m: OrtEngine(m, provider="cuda"),
+    "ort-cpu": lambda m: OrtEngine(m, provider="cpu"),
+    "torch-cpu": lambda m: TorchEngine(m, device="cpu"),
+}
+
+# Tried in this order by "auto": the fastest that can run here wins.
+AUTO_ORDER = ("torch-cuda", "ort-cuda", "ort-cpu", "torch-cpu")
+
+
+def create_engine(model: ModelDir, choice: str = "auto", *, log: Callable[[str], None] = print) -> Engine:
+    """Build (and warm up) the engine named by ``choice``, or the first of
+    ``AUTO_ORDER`` that can run here. Each skipped engine is logged with its reason."""
+    if choice != "auto":
+        if choice not in ENGINES:
+            raise EngineError(f"unknown engine {choice!r}; choose one of: auto, {', '.join(ENGINES)}")
+        engine = ENGINES[choice](model)
+        engine.warmup()
+        return engine
+    reasons = []
+    for name in AUTO_ORDER:
+        try:
+            engine = ENGINES[name](model)
+            engine.warmup()
+            if reasons:
+                log(f"engine: {name} (skipped: {'; '.join(reasons)})")
+            return engine
+        except (EngineError, ArtifactError) as e:
+            reasons.append(str(e))
+        except Exception as e:  # noqa: BLE001 - a backend failing to start must not stop the others
+            reasons.append(f"{name}: {type(e).__name__}: {e}")
+    raise EngineError("no inference engine can run here:\n  " + "\n  ".join(reasons))

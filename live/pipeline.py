@@ -1,0 +1,289 @@
+"""The per-frame work of live: driver frame in, output frame out, each stage timed.
+
+    landmarks -> smoothing -> retarget onto the target -> sketch (the model's own
+    spec and framing) -> generator -> composition into the output frame
+
+Everything that can be prepared once is prepared in ``__init__`` (the plate at the
+output size, the feather mask, buffers); ``process`` only runs the stages. The
+contract (framing, sketch spec, target neutral) comes from the model directory,
+never from config.toml.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from live.engines import Engine
+from live.sources import Frame
+from models.artifact import ModelDir
+from models.config import LandmarksConfig, LiveConfig
+from models.landmarks import LandmarkDetector
+from models.retarget import Gains, Retargeter, estimate_neutral
+from models.sketch import render_sketch
+from models.smoothing import OneEuroFilter
+
+STAGES = ("landmarks", "smoothing", "retarget", "sketch", "inference", "compose")
+
+
+class Mode(enum.Enum):
+    OUTPUT = "output"
+    PASSTHROUGH = "passthrough"
+    SKETCH = "sketch"
+    SIDE_BY_SIDE = "side-by-side"
+
+
+@dataclass
+class FaceState:
+    """The no-face policy. While the face is missing: hold the last output for
+    ``hold_s``, then ease the target to its neutral face over ``ease_s``. When the face
+    returns, ease from wherever the target was back to the driven face over ``ease_s``."""
+
+    hold_s: float = 0.5
+    ease_s: float = 0.4
+    lost_at: float | None = None
+    found_at: float | None = None
+    from_pts: np.ndarray | None = None  # where an ease starts
+
+    def blend(self, t: float, driven: np.ndarray | None, last: np.ndarray | None, neutral: np.ndarray) -> np.ndarray | None:
+        """Target landmarks to draw at time ``t``, or None to repeat the last output."""
+        if driven is None:
+            if self.lost_at is None:
+                self.lost_at, self.found_at = t, None
+                self.from_pts = last if last is not None else neutral
+            since = t - self.lost_at
+            if since < self.hold_s and last is not None:
+                return None
+            a = _smooth(min(1.0, (since - self.hold_s) / self.ease_s)) if last is not None else 1.0
+            return (1 - a) * self.from_pts + a * neutral
+        if self.lost_at is not None:  # the face just came back
+            self.from_pts = last if last is not None else neutral
+            self.lost_at, self.found_at = None, t
+        if self.found_at is not None:
+            a = _smooth(min(1.0, (t - self.found_at) / self.ease_s))
+            if a >= 1.0:
+                self.found_at = None
+            return (1 - a) * self.from_pts + a * driven
+        return driven
+
+
+def _smooth(a: float) -> float:
+    return a * a * (3 - 2 * a)
+
+
+@dataclass
+class Calibration:
+    """The driver's neutral face: the first ``seconds`` of driving, or on demand.
+    Until it is ready, the first frame stands in, so the face moves from frame one."""
+
+    seconds: float
+    started: float | None = None
+    frames: list = field(default_factory=list)
+    neutral: np.ndarray | None = None
+    ready: bool = False
+
+    def restart(self) -> None:
+        self.started, self.frames, self.ready = None, [], False
+
+    def add(self, t: float, px: np.ndarray) -> bool:
+        """Feed a frame; True when the neutral changed."""
+        if self.ready:
+            return False
+        if self.started is None:
+            self.started, self.neutral = t, px.copy()
+            self.frames = [px]
+            if self.seconds <= 0:
+                self.ready = True
+            return True
+        self.frames.append(px)
+        if t - self.started >= self.seconds:
+            self.neutral = estimate_neutral(np.stack(self.frames))
+            self.ready, self.frames = True, []
+            return True
+        return False
+
+
+def fit_into(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Letterbox ``image`` into a (width, height) canvas, aspect kept, black bars."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, int(round(iw * s))), max(1, int(round(ih * s)))
+    canvas = np.zeros((h, w, 3), np.uint8) if out is None else out
+    if out is not None:
+        canvas[:] = 0
+    x, y = (w - nw) // 2, (h - nh) // 2
+    canvas[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return canvas
+
+
+class Compositor:
+    """Places the generated crop into the target's plate at the output size, with a
+    feathered seam; without a plate, fits the crop into the output with bars.
+    Geometry, plate and mask are computed once."""
+
+    def __init__(self, model: ModelDir, out_size: tuple[int, int], *, feather: float = 0.08) -> None:
+        self.size = out_size
+        ow, oh = out_size
+        plate_path = model.path / "plate.png"
+        plate = cv2.imread(str(plate_path)) if "plate.png" in model.meta["files"] else None
+        fr = model.contract.framing
+        self.crop_only = plate is None
+        self._out = np.zeros((oh, ow, 3), np.uint8)
+        if self.crop_only:
+            return
+        sw, sh = fr.source_size
+        s = min(ow / sw, oh / sh)
+        ox, oy = (ow - sw * s) / 2, (oh - sh * s) / 2
+        self.base = np.zeros((oh, ow, 3), np.uint8)
+        nw, nh = int(round(sw * s)), int(round(sh * s))
+        self.base[int(round(oy)) : int(round(oy)) + nh, int(round(ox)) : int(round(ox)) + nw] = cv2.resize(plate, (nw, nh), interpolation=cv2.INTER_AREA)
+        x, y, cw, ch = fr.crop
+        # The crop's rectangle in output pixels, clipped to the canvas.
+        self.x0, self.y0 = int(round(ox + x * s)), int(round(oy + y * s))
+        self.w, self.h = max(1, int(round(cw * s))), max(1, int(round(ch * s)))
+        self.cx0, self.cy0 = max(self.x0, 0), max(self.y0, 0)
+        self.cx1, self.cy1 = min(self.x0 + self.w, ow), min(self.y0 + self.h, oh)
+        # Feather: 1 inside, falling to 0 over `feather` of the crop size at its edges.
+        ramp = max(1, int(feather * min(self.w, self.h)))
+        yy = np.minimum(np.arange(self.h), np.arange(self.h)[::-1]) / ramp
+        xx = np.minimum(np.arange(self.w), np.arange(self.w)[::-1]) / ramp
+        m = np.clip(np.minimum(yy[:, None], xx[None, :]), 0, 1).astype(np.float32)
+        self.mask = (m * m * (3 - 2 * m))[..., None]
+        self._sub = (slice(self.cy0 - self.y0, self.cy1 - self.y0), slice(self.cx0 - self.x0, self.cx1 - self.x0))
+
+    def compose(self, generated: np.ndarray) -> np.ndarray:
+        """generated: (h, w, 3) uint8 crop -> (out_h, out_w, 3) uint8 frame (reused buffer)."""
+        if self.crop_only:
+            return fit_into(generated, self.size, self._out)
+        crop = cv2.resize(generated, (self.w, self.h), interpolation=cv2.INTER_LINEAR)[self._sub]
+        np.copyto(self._out, self.base)
+        region = self._out[self.cy0 : self.cy1, self.cx0 : self.cx1]
+        m = self.mask[self._sub]
+        region[:] = (crop * m + region * (1 - m) + 0.5).astype(np.uint8)
+        return self._out
+
+
+@dataclass
+class FrameResult:
+    image: np.ndarray  # (out_h, out_w, 3) uint8
+    face: bool  # a face was found in this driver frame
+    generated: bool  # the generator ran (False: the last output was repeated)
+    target_px: np.ndarray | None  # the landmarks the sketch was drawn from (target source pixels)
+    sketch: np.ndarray | None
+    timings: dict[str, float]  # seconds per stage
+
+
+class Pipeline:
+    """``process(frame)`` runs one driver frame through every stage.
+
+    ``reuse_landmarks=True`` (a degradation step) skips detection and reuses the last
+    landmarks; ``generate=False`` skips the generator and repeats the last output.
+    """
+
+    def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
+                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float]) -> None:
+        spec = model.contract.sketch
+        if engine_shape := getattr(engine, "shape", None):
+            if tuple(engine_shape) != (spec.height, spec.width, 3):
+                raise ValueError(f"engine expects {engine_shape} sketches but the model's spec is {spec.width}x{spec.height}")
+        self.model, self.engine, self.detector, self.clock = model, engine, detector, clock
+        self.contract = model.contract
+        self.target_neutral = model.contract.neutral_px.astype(np.float64)
+        self.gains = Gains(live.gain_mouth, live.gain_eyes, live.gain_brows, live.gain_rest, live.head_motion)
+        self.gain = 1.0  # the user's global expression gain (hotkeys)
+        self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
+        self.calibration = Calibration(live.neutral_seconds)
+        self.retargeter: Retargeter | None = None
+        self.face = FaceState()
+        self.compositor = Compositor(model, out_size)
+        self.out_size = out_size
+        self.mode = Mode.OUTPUT
+        self._last_px: np.ndarray | None = None  # last driver landmarks (for reuse)
+        self._last_target: np.ndarray | None = None
+        self._last_output: np.ndarray | None = None
+        self._last_sketch: np.ndarray | None = None
+        self._view = np.zeros((out_size[1], out_size[0], 3), np.uint8)
+
+    # -- controls
+    def recalibrate(self) -> None:
+        self.calibration.restart()
+
+    def set_gain(self, gain: float) -> None:
+        self.gain = float(np.clip(gain, 0.0, 3.0))
+        self.retargeter = None  # rebuilt with the new gains on the next frame
+
+    def _retargeter(self) -> Retargeter:
+        if self.retargeter is None:
+            g = self.gains
+            scaled = Gains(g.mouth * self.gain, g.eyes * self.gain, g.brows * self.gain, g.rest, g.head_motion)
+            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, scaled)
+        return self.retargeter
+
+    def neutral_output(self) -> np.ndarray:
+        """The target's neutral face as an output frame (camera lost, start-up)."""
+        sketch = render_sketch(self.contract.framing.apply(self.target_neutral), self.contract.sketch)
+        return self.compositor.compose(self.engine.infer(sketch)).copy()
+
+    # -- the frame
+    def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> FrameResult:
+        clock, t = self.clock, {}
+        t0 = clock()
+        if reuse_landmarks and self._last_px is not None:
+            px = self._last_px
+        else:
+            lm = self.detector.detect(frame.image)
+            px = None if lm is None else lm.pixels().astype(np.float64)
+        t1 = clock()
+        t["landmarks"] = t1 - t0
+        if px is not None and self.smoother is not None and not reuse_landmarks:
+            px = self.smoother(px, frame.t_capture)
+        if px is None and self.smoother is not None:
+            self.smoother.reset()
+        self._last_px = px
+        t2 = clock()
+        t["smoothing"] = t2 - t1
+
+        driven = None
+        if px is not None:
+            if self.calibration.add(frame.t_capture, px):
+                self.retargeter = None
+            driven = self._retargeter().retarget(px).astype(np.float64)
+        target = self.face.blend(frame.t_capture, driven, self._last_target, self.target_neutral)
+        t3 = clock()
+        t["retarget"] = t3 - t2
+
+        if target is None or (not generate and self._last_output is not None):
+            t.update(sketch=0.0, inference=0.0, compose=0.0)
+            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, t)
+        self._last_target = target
+        sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
+        t4 = clock()
+        t["sketch"] = t4 - t3
+        generated = self.engine.infer(sketch)
+        t5 = clock()
+        t["inference"] = t5 - t4
+        out = self.compositor.compose(generated)
+        self._last_output, self._last_sketch = out, sketch
+        view = self._render_view(frame, out)
+        t["compose"] = clock() - t5
+        return FrameResult(view, px is not None, True, target, sketch, t)
+
+    def _render_view(self, frame: Frame, output: np.ndarray | None) -> np.ndarray:
+        if output is None:
+            output = self._view
+        if self.mode is Mode.OUTPUT:
+            return output
+        if self.mode is Mode.PASSTHROUGH:
+            return fit_into(frame.image, self.out_size, self._view)
+        if self.mode is Mode.SKETCH:
+            return fit_into(self._last_sketch if self._last_sketch is not None else self._view, self.out_size, self._view)
+        w, h = self.out_size
+        third = (w // 3, h)
+        panes = [fit_into(frame.image, third), fit_into(self._last_sketch if self._last_sketch is not None else self._view, third), fit_into(output, third)]
+        self._view[:] = 0
+        self._view[:, : 3 * (w // 3)] = np.hstack(panes)
+        return self._view

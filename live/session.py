@@ -1,0 +1,125 @@
+"""Assembling a live session from settings: the one place where real devices are
+built (``reenact live``, ``reenact bench`` and the demo call in here). Every part is
+also constructible on its own, which is how the tests build sessions with fakes."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from live.capture import SyncCapture, ThreadedCapture
+from live.engines import create_engine
+from live.loop import LiveLoop
+from live.pipeline import Mode, Pipeline
+from live.sinks import FanOut, NullSink, RecorderSink, SinkError, VirtualCameraSink, WindowSink
+from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
+from models.artifact import load_model_dir
+from models.config import Config
+from models.landmarks import FaceMeshDetector
+
+
+@dataclass
+class SourceChoice:
+    kind: str  # camera | file | puppet
+    camera: str = "0"
+    file: str = ""
+    realtime: bool = True
+    seconds: float | None = None  # puppet length
+
+
+def open_source(choice: SourceChoice, cfg: Config) -> tuple[FrameSource, Callable[[], FrameSource] | None]:
+    """(source, reopen) — reopen rebuilds a camera after it was lost; None for files."""
+    c = cfg.capture
+    if choice.kind == "camera":
+        def make() -> FrameSource:
+            return WebcamSource(choice.camera, width=c.width, height=c.height, fps=c.fps, mjpg=c.mjpg)
+
+        return make(), make
+    if choice.kind == "file":
+        return VideoFileSource(choice.file, realtime=choice.realtime), None
+    frames = None if choice.seconds is None else int(choice.seconds * c.fps)
+    return PuppetSource(seed=c.puppet_seed, shape=DRIVER_SHAPE, size=(640, 480), fps=c.fps, frames=frames, realtime=choice.realtime), None
+
+
+def open_sinks(cfg: Config, fps: float, *, virtual_camera: bool, window: bool, record: str,
+               on_key: Callable[[str], None] | None, log: Callable[[str], None]) -> list:
+    """The sinks asked for. A virtual camera that cannot open is reported with its
+    fix; the session carries on with the other sinks, and fails only if none is left."""
+    o = cfg.output
+    size = (o.width, o.height)
+    sinks, problems = [], []
+    if virtual_camera:
+        try:
+            cam = VirtualCameraSink(size=size, fps=fps, device=o.device, backend=o.backend)
+            log(f"virtual camera: {cam.device}")
+            sinks.append(cam)
+        except SinkError as e:
+            problems.append(str(e))
+            log(str(e))
+    if window:
+        try:
+            sinks.append(WindowSink(size=size, on_key=on_key))
+        except SinkError as e:
+            problems.append(str(e))
+            log(str(e))
+    if record:
+        sinks.append(RecorderSink(record, size=size, fps=fps))
+        log(f"recording to {record}")
+    if not sinks:
+        raise SinkError("no output could be opened:\n" + "\n".join(problems) if problems else "no output chosen")
+    return sinks
+
+
+def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Config, *, threaded: bool,
+                reopen: Callable[[], FrameSource] | None = None, max_frames: int | None = None,
+                json_path: str | Path | None = None, mode: Mode = Mode.OUTPUT, gain: float = 1.0,
+                log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None) -> dict:
+    """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q')."""
+    model = load_model_dir(model_dir)
+    engine = create_engine(model, cfg.live.engine, log=log)
+    detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
+                                min_presence=cfg.landmarks.min_presence)
+    pipeline = Pipeline(model, engine, detector, live=cfg.live, landmarks=cfg.landmarks,
+                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter)
+    pipeline.mode = mode
+    if gain != 1.0:
+        pipeline.set_gain(gain)
+    capture = ThreadedCapture(source, reopen=reopen, log=log) if threaded else SyncCapture(source)
+    fan = FanOut(sinks, log)
+    loop = LiveLoop(capture, pipeline, fan, budget_ms=cfg.live.budget_ms, fps=getattr(source, "fps", 30.0),
+                    clock=time.monotonic, log=log, engine_name=engine.name)  # the clock frames are stamped with
+    for sink in sinks:
+        if isinstance(sink, WindowSink):
+            sink.on_key = loop.handle_key
+            sink.overlay = loop.overlay_lines
+    if on_loop:
+        on_loop(loop)
+    log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, "
+        f"budget {cfg.live.budget_ms:g} ms; keys in the window: n recalibrate, m view, +/- gain, p pause, q quit")
+    try:
+        report = loop.run(max_frames=max_frames)
+    except KeyboardInterrupt:
+        loop._t_end = loop.clock()
+        report = loop.report()
+        log("interrupted")
+    finally:
+        capture.close()
+        fan.close()
+        detector.close()
+        engine.close()
+    report["model"] = str(Path(model_dir))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=1))
+    return report
+
+
+def summary_line(report: dict) -> str:
+    e, o = report["e2e_ms"], report["overhead_ms"]
+    if not e.get("n"):
+        return f"{report['frames_out']} frames out"
+    return (f"{report['frames_out']} frames at {report['fps']:.1f} fps; end-to-end p50 {e['p50']:.1f} / p95 {e['p95']:.1f} / "
+            f"p99 {e['p99']:.1f} ms; overhead p50 {o['p50']:.1f} ms; dropped {report['frames_dropped']}, "
+            f"repeated {report['frames_repeated']}, no face {report['frames_no_face']}")
