@@ -90,7 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sinks = [NullSink()]
     if args.record:
         sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
-    report = run_session(args.model, source, sinks, cfg, threaded=not args.flat_out, json_path=args.json, log=print)
+    report = run_session(args.model, source, sinks, cfg, threaded=not args.flat_out, json_path=args.json, log=print,
+                         fidelity_every=args.fidelity_every)
     report["pacing"] = "flat-out" if args.flat_out else "real-time"
     report["source"] = str(args.source)
     if args.json:
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--flat-out", action="store_true", help="as fast as possible instead of at the video's frame rate")
     b.add_argument("--json", metavar="OUT", help="write the report (keys documented in the README)")
     b.add_argument("--record", metavar="FILE.mp4", help="also write the output video")
+    b.add_argument("--fidelity-every", type=int, default=3, metavar="N",
+                   help="check every N-th output with Face Mesh after the run (0: off)")
     b.set_defaults(func=cmd_bench)
 
     pp = sub.add_parser("puppet", parents=[common], help="render a clip of the synthetic puppet face")

@@ -73,13 +73,15 @@ class LiveLoop:
 
     def __init__(self, capture, pipeline: Pipeline, sinks: FanOut, *, budget_ms: float, fps: float,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] = print, engine_name: str = "") -> None:
+                 log: Callable[[str], None] = print, engine_name: str = "",
+                 observer: Callable[[object, object], None] | None = None) -> None:
         self.capture, self.pipeline, self.sinks = capture, pipeline, sinks
         self.clock, self.sleep, self.log = clock, sleep, log
         self.fps = fps
         self.degrader = Degrader(budget_ms / 1000.0, log)
         self.stats = StageStats()
         self.engine_name = engine_name
+        self.observer = observer  # called with (frame, result) after each hand-off, outside the timings
         self.paused = False
         self._stop = False
         self.frames = self.no_face = self.repeated = self.lost_frames = 0
@@ -143,6 +145,8 @@ class LiveLoop:
             last_image = result.image
             self._record(frame.t_capture, t_start, t_out, t_end, result)
             self.degrader.update(self.frames, t_end - frame.t_capture)
+            if self.observer is not None:
+                self.observer(frame, result)
             self.frames += 1
         self._t_end = self.clock()
         return self.report()

@@ -152,18 +152,21 @@ class Compositor:
         yy = np.minimum(np.arange(self.h), np.arange(self.h)[::-1]) / ramp
         xx = np.minimum(np.arange(self.w), np.arange(self.w)[::-1]) / ramp
         m = np.clip(np.minimum(yy[:, None], xx[None, :]), 0, 1).astype(np.float32)
-        self.mask = (m * m * (3 - 2 * m))[..., None]
         self._sub = (slice(self.cy0 - self.y0, self.cy1 - self.y0), slice(self.cx0 - self.x0, self.cx1 - self.x0))
+        self.mask = np.ascontiguousarray((m * m * (3 - 2 * m))[self._sub])
+        self.inv_mask = np.ascontiguousarray(1.0 - self.mask)
+        self.base_region = np.ascontiguousarray(self.base[self.cy0 : self.cy1, self.cx0 : self.cx1])
+        # Outside the crop the frame never changes: paint it once, then touch only the crop.
+        np.copyto(self._out, self.base)
+        self._region = np.empty_like(self.base_region)
 
     def compose(self, generated: np.ndarray) -> np.ndarray:
         """generated: (h, w, 3) uint8 crop -> (out_h, out_w, 3) uint8 frame (reused buffer)."""
         if self.crop_only:
             return fit_into(generated, self.size, self._out)
         crop = cv2.resize(generated, (self.w, self.h), interpolation=cv2.INTER_LINEAR)[self._sub]
-        np.copyto(self._out, self.base)
-        region = self._out[self.cy0 : self.cy1, self.cx0 : self.cx1]
-        m = self.mask[self._sub]
-        region[:] = (crop * m + region * (1 - m) + 0.5).astype(np.uint8)
+        cv2.blendLinear(np.ascontiguousarray(crop), self.base_region, self.mask, self.inv_mask, dst=self._region)
+        self._out[self.cy0 : self.cy1, self.cx0 : self.cx1] = self._region
         return self._out
 
 
@@ -174,6 +177,7 @@ class FrameResult:
     generated: bool  # the generator ran (False: the last output was repeated)
     target_px: np.ndarray | None  # the landmarks the sketch was drawn from (target source pixels)
     sketch: np.ndarray | None
+    crop: np.ndarray | None  # the generator's output (engine buffer: copy to keep)
     timings: dict[str, float]  # seconds per stage
 
 
@@ -258,7 +262,7 @@ class Pipeline:
 
         if target is None or (not generate and self._last_output is not None):
             t.update(sketch=0.0, inference=0.0, compose=0.0)
-            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, t)
+            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, None, t)
         self._last_target = target
         sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
         t4 = clock()
@@ -270,7 +274,7 @@ class Pipeline:
         self._last_output, self._last_sketch = out, sketch
         view = self._render_view(frame, out)
         t["compose"] = clock() - t5
-        return FrameResult(view, px is not None, True, target, sketch, t)
+        return FrameResult(view, px is not None, True, target, sketch, generated, t)
 
     def _render_view(self, frame: Frame, output: np.ndarray | None) -> np.ndarray:
         if output is None:

@@ -75,8 +75,13 @@ def open_sinks(cfg: Config, fps: float, *, virtual_camera: bool, window: bool, r
 def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Config, *, threaded: bool,
                 reopen: Callable[[], FrameSource] | None = None, max_frames: int | None = None,
                 json_path: str | Path | None = None, mode: Mode = Mode.OUTPUT, gain: float = 1.0,
-                log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None) -> dict:
-    """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q')."""
+                log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None,
+                fidelity_every: int = 0) -> dict:
+    """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q').
+
+    ``fidelity_every`` > 0 keeps every n-th generated face and, after the run (outside
+    the timings), runs Face Mesh on it against the landmarks its sketch was drawn
+    from: the report's ``fidelity`` says how faithfully the output follows the driver."""
     model = load_model_dir(model_dir)
     engine = create_engine(model, cfg.live.engine, log=log)
     detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
@@ -88,8 +93,15 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
         pipeline.set_gain(gain)
     capture = ThreadedCapture(source, reopen=reopen, log=log) if threaded else SyncCapture(source)
     fan = FanOut(sinks, log)
+    kept: list = []
+
+    def observe(frame, result) -> None:
+        if result.crop is not None and frame.index % fidelity_every == 0:
+            kept.append((result.crop.copy(), model.contract.framing.apply(result.target_px)))
+
     loop = LiveLoop(capture, pipeline, fan, budget_ms=cfg.live.budget_ms, fps=getattr(source, "fps", 30.0),
-                    clock=time.monotonic, log=log, engine_name=engine.name)  # the clock frames are stamped with
+                    clock=time.monotonic, log=log, engine_name=engine.name,  # the clock frames are stamped with
+                    observer=observe if fidelity_every > 0 else None)
     for sink in sinks:
         if isinstance(sink, WindowSink):
             sink.on_key = loop.handle_key
@@ -110,10 +122,23 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
         detector.close()
         engine.close()
     report["model"] = str(Path(model_dir))
+    if kept:
+        report["fidelity"] = output_fidelity(kept)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1))
     return report
+
+
+def output_fidelity(kept: list) -> dict:
+    """Face Mesh (still-image mode) on generated faces vs the landmarks they were drawn from."""
+    import numpy as np
+
+    from training.metrics import landmark_fidelity
+
+    with FaceMeshDetector(tracking=False) as det:
+        f = landmark_fidelity(np.stack([k[0] for k in kept]), np.stack([k[1] for k in kept]), det)
+    return {"frames": len(kept), **{k: round(v, 4) for k, v in f.items()}}
 
 
 def summary_line(report: dict) -> str:
@@ -122,4 +147,6 @@ def summary_line(report: dict) -> str:
         return f"{report['frames_out']} frames out"
     return (f"{report['frames_out']} frames at {report['fps']:.1f} fps; end-to-end p50 {e['p50']:.1f} / p95 {e['p95']:.1f} / "
             f"p99 {e['p99']:.1f} ms; overhead p50 {o['p50']:.1f} ms; dropped {report['frames_dropped']}, "
-            f"repeated {report['frames_repeated']}, no face {report['frames_no_face']}")
+            f"repeated {report['frames_repeated']}, no face {report['frames_no_face']}"
+            + (f"; landmark fidelity {report['fidelity']['landmark_error_iod']:.3f} IOD, face found in "
+               f"{100 * report['fidelity']['detection_rate']:.1f} % of outputs" if "fidelity" in report else ""))

@@ -33,6 +33,7 @@ from models.sketch import SketchSpec, render_sketch
 from training.coverage import coverage_report, save_coverage_png
 
 MANIFEST_VERSION = 1
+BUILDER_VERSION = 2  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png)
 DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
 
 
@@ -197,7 +198,7 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: Dataset
 
     hashes = [_file_sha256(p) for p in paths]
     settings = _settings(dataset, landmarks, sketch, model)
-    build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+    build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION, "builder": BUILDER_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
     existing = out / "manifest.json"
     if existing.is_file():
         try:

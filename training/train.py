@@ -375,11 +375,25 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
             writer.close()
         if detector is not None:
             detector.close()
+        if world > 1:
+            _shutdown_distributed()
     elapsed = time.monotonic() - t0
     rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
     if main_process:
         log(f"done: {step} steps, {rate:.2f} it/s; model in {out}")
     return {"step": step, "stopped": False, "it_per_s": rate, "history": history}
+
+
+def _shutdown_distributed() -> None:
+    """Leave the process group in step with the other ranks; exiting without this can
+    abort the process in gloo's/NCCL's destructors."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _stop_everywhere(local: bool, world: int, device: torch.device) -> bool:
