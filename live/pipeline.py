@@ -210,6 +210,7 @@ class Pipeline:
         self._last_target: np.ndarray | None = None
         self._last_output: np.ndarray | None = None
         self._last_sketch: np.ndarray | None = None
+        self._last_crop: np.ndarray | None = None
         self._view = np.zeros((out_size[1], out_size[0], 3), np.uint8)
 
     # -- controls
@@ -271,7 +272,7 @@ class Pipeline:
         t5 = clock()
         t["inference"] = t5 - t4
         out = self.compositor.compose(generated)
-        self._last_output, self._last_sketch = out, sketch
+        self._last_output, self._last_sketch, self._last_crop = out, sketch, generated
         view = self._render_view(frame, out)
         t["compose"] = clock() - t5
         return FrameResult(view, px is not None, True, target, sketch, generated, t)
@@ -287,7 +288,10 @@ class Pipeline:
             return fit_into(self._last_sketch if self._last_sketch is not None else self._view, self.out_size, self._view)
         w, h = self.out_size
         third = (w // 3, h)
-        panes = [fit_into(frame.image, third), fit_into(self._last_sketch if self._last_sketch is not None else self._view, third), fit_into(output, third)]
+        blank = np.zeros((8, 8, 3), np.uint8)
+        # Side by side shows the generated face itself, at the size of the other panes.
+        panes = [fit_into(frame.image, third), fit_into(self._last_sketch if self._last_sketch is not None else blank, third),
+                 fit_into(self._last_crop if self._last_crop is not None else blank, third)]
         self._view[:] = 0
         self._view[:, : 3 * (w // 3)] = np.hstack(panes)
         return self._view
