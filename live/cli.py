@@ -85,6 +85,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from live.sinks import NullSink, RecorderSink
 
     cfg = _config(args)
+    if args.av:
+        from live.avsync import av_bench
+
+        if args.flat_out:
+            raise ConfigError("--av measures sync at real-time pace; drop --flat-out")
+        report = av_bench(args.model, args.source, cfg)
+        report.update(pacing="real-time", source=str(args.source))
+        if args.json:
+            Path(args.json).write_text(__import__("json").dumps(report, indent=1))
+        av = report["av"]
+        print(summary_line(report))
+        print(f"A/V offset {av['offset_ms']:+.1f} ms (audio delayed {av['audio_delay_ms_p50']:.1f} ms p50; "
+              f"one frame = {av['frame_ms']:.1f} ms; positive = audio late)")
+        return 0
     choice = SourceChoice("file", file=args.source, realtime=not args.flat_out)
     source, _ = open_source(choice, cfg)
     sinks = [NullSink()]
@@ -158,6 +172,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from live.devices import report
+
+    print(report())
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -215,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--flat-out", action="store_true", help="as fast as possible instead of at the video's frame rate")
     b.add_argument("--json", metavar="OUT", help="write the report (keys documented in the README)")
     b.add_argument("--record", metavar="FILE.mp4", help="also write the output video")
+    b.add_argument("--av", action="store_true", help="also measure audio/video sync (the clip must have sound)")
     b.add_argument("--fidelity-every", type=int, default=3, metavar="N",
                    help="check every N-th output with Face Mesh after the run (0: off)")
     b.set_defaults(func=cmd_bench)
@@ -236,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--drive-seconds", type=float, default=12.0, help="length of the driven video")
     dm.add_argument("--driver-seed", type=int, default=23)
     dm.set_defaults(func=cmd_demo)
+
+    dv = sub.add_parser("devices", parents=[common], help="list cameras, audio inputs/outputs and virtual cameras")
+    dv.set_defaults(func=cmd_devices)
 
     c = sub.add_parser("config", parents=[common], help="print the effective settings")
     c.set_defaults(func=cmd_config)
@@ -259,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.export import ExportError
         from live.engines import EngineError
         from live.sinks import SinkError
+        from live.avsync import AVError
         from training.train import TrainError
 
-        if isinstance(e, (DatasetError, SourceError, ArtifactError, TrainError, ExportError, EngineError, SinkError)):
+        if isinstance(e, (AVError, DatasetError, SourceError, ArtifactError, TrainError, ExportError, EngineError, SinkError)):
             print(f"reenact: error: {e}", file=sys.stderr)
             return 1
         raise

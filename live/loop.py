@@ -82,6 +82,8 @@ class LiveLoop:
         self.stats = StageStats()
         self.engine_name = engine_name
         self.observer = observer  # called with (frame, result) after each hand-off, outside the timings
+        self.latency_listener: Callable[[float], None] | None = None  # gets the rolling e2e p50 (s), e.g. the audio delay
+        self.audio_stats = None  # shown in the overlay when audio runs
         self.paused = False
         self._stop = False
         self.frames = self.no_face = self.repeated = self.lost_frames = 0
@@ -117,6 +119,9 @@ class LiveLoop:
         s = self.stats
         lines = [f"{LEVELS[self.degrader.level]}  e2e p50 {s.rolling_ms('e2e'):.1f} / p95 {s.rolling_ms('e2e', 95):.1f} / p99 {s.rolling_ms('e2e', 99):.1f} ms"]
         lines.append("  ".join(f"{k[:5]} {s.rolling_ms(k):.1f}" for k in ("landmarks", "inference", "compose")))
+        if self.audio_stats is not None:
+            a = self.audio_stats
+            lines.append(f"audio: {a.input_overflows} overruns, {a.output_underflows} underruns")
         return lines
 
     # -- the loop
@@ -145,6 +150,8 @@ class LiveLoop:
             last_image = result.image
             self._record(frame.t_capture, t_start, t_out, t_end, result)
             self.degrader.update(self.frames, t_end - frame.t_capture)
+            if self.latency_listener is not None and self.frames % 15 == 0:
+                self.latency_listener(self.stats.rolling_ms("e2e") / 1000.0)
             if self.observer is not None:
                 self.observer(frame, result)
             self.frames += 1

@@ -178,6 +178,7 @@ class FrameResult:
     target_px: np.ndarray | None  # the landmarks the sketch was drawn from (target source pixels)
     sketch: np.ndarray | None
     crop: np.ndarray | None  # the generator's output (engine buffer: copy to keep)
+    driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     timings: dict[str, float]  # seconds per stage
 
 
@@ -263,7 +264,7 @@ class Pipeline:
 
         if target is None or (not generate and self._last_output is not None):
             t.update(sketch=0.0, inference=0.0, compose=0.0)
-            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, None, t)
+            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, None, px, t)
         self._last_target = target
         sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
         t4 = clock()
@@ -275,7 +276,7 @@ class Pipeline:
         self._last_output, self._last_sketch, self._last_crop = out, sketch, generated
         view = self._render_view(frame, out)
         t["compose"] = clock() - t5
-        return FrameResult(view, px is not None, True, target, sketch, generated, t)
+        return FrameResult(view, px is not None, True, target, sketch, generated, px, t)
 
     def _render_view(self, frame: Frame, output: np.ndarray | None) -> np.ndarray:
         if output is None:

@@ -76,7 +76,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
                 reopen: Callable[[], FrameSource] | None = None, max_frames: int | None = None,
                 json_path: str | Path | None = None, mode: Mode = Mode.OUTPUT, gain: float = 1.0,
                 log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None,
-                fidelity_every: int = 0) -> dict:
+                fidelity_every: int = 0, observer: Callable | None = None) -> dict:
     """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q').
 
     ``fidelity_every`` > 0 keeps every n-th generated face and, after the run (outside
@@ -91,21 +91,27 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     pipeline.mode = mode
     if gain != 1.0:
         pipeline.set_gain(gain)
+    audio = _start_audio(cfg, log) if cfg.audio.enabled else None
     capture = ThreadedCapture(source, reopen=reopen, log=log) if threaded else SyncCapture(source)
     fan = FanOut(sinks, log)
     kept: list = []
 
     def observe(frame, result) -> None:
-        if result.crop is not None and frame.index % fidelity_every == 0:
+        if fidelity_every > 0 and result.crop is not None and frame.index % fidelity_every == 0:
             kept.append((result.crop.copy(), model.contract.framing.apply(result.target_px)))
+        if observer is not None:
+            observer(frame, result)
 
     loop = LiveLoop(capture, pipeline, fan, budget_ms=cfg.live.budget_ms, fps=getattr(source, "fps", 30.0),
                     clock=time.monotonic, log=log, engine_name=engine.name,  # the clock frames are stamped with
-                    observer=observe if fidelity_every > 0 else None)
+                    observer=observe if (fidelity_every > 0 or observer is not None) else None)
     for sink in sinks:
         if isinstance(sink, WindowSink):
             sink.on_key = loop.handle_key
             sink.overlay = loop.overlay_lines
+    if audio is not None:
+        loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
+        loop.audio_stats = audio.stats
     if on_loop:
         on_loop(loop)
     log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, "
@@ -117,17 +123,39 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
         report = loop.report()
         log("interrupted")
     finally:
+        if audio is not None:
+            audio.close()
         capture.close()
         fan.close()
         detector.close()
         engine.close()
     report["model"] = str(Path(model_dir))
+    if audio is not None:
+        report["audio"] = {**audio.stats.as_dict(), "delay_ms": round(1000 * audio.line.delay / audio.line.samplerate, 2),
+                           "device_latency_ms": round(1000 * audio.device_latency_s, 2)}
     if kept:
         report["fidelity"] = output_fidelity(kept)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1))
     return report
+
+
+def _start_audio(cfg: Config, log: Callable[[str], None]):
+    """The lip-sync audio path, or None (logged) when it cannot start: audio problems
+    never stop the video."""
+    from live.audio import AudioBridge, AudioError, DelayController
+
+    a = cfg.audio
+    controller = DelayController(offset_s=a.offset_ms / 1000, max_delay_s=a.max_delay_ms / 1000)
+    try:
+        bridge = AudioBridge(input=a.input, output=a.output, samplerate=a.samplerate, blocksize=a.blocksize, controller=controller, log=log)
+        bridge.start()
+    except AudioError as e:
+        log(f"{e}\ncontinuing without audio")
+        return None
+    log(f"audio: microphone delayed to match the video (device latency {1000 * bridge.device_latency_s:.1f} ms)")
+    return bridge
 
 
 def output_fidelity(kept: list) -> dict:

@@ -82,3 +82,18 @@ def tiny_model(puppet_dataset, tmp_path_factory):
     train(puppet_dataset, out, model=ModelConfig(size=64, depth=6, ngf=8), cfg=cfg, progress=False, log=lambda s: None)
     export(out, log=lambda s: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_real(real_dataset, tmp_path_factory):
+    """A briefly trained 128 px model of the real target (d6), ~80 s on 2 cores: the
+    A/V test needs outputs whose mouth visibly follows the driver."""
+    from models.config import ModelConfig, TrainConfig
+    from training.export import export
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("tiny_real") / "m"
+    cfg = TrainConfig(steps=1500, batch_size=4, ndf=16, val_frames=4, checkpoint_every=10000, preview_every=10000, val_every=10000)
+    train(real_dataset, out, model=ModelConfig(size=128, depth=7, ngf=16, upsample="resize"), cfg=cfg, progress=False, log=lambda s: None)
+    export(out, log=lambda s: None)
+    return out
