@@ -159,6 +159,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
           progress=not args.quiet)
     print("[4/5] exporting")
     export(model_dir)
+    if args.live:
+        from live.session import SourceChoice, open_sinks, open_source
+
+        print("[5/5] driving the demo model live from your camera into the virtual camera (q or Ctrl-C to stop)")
+        source, reopen = open_source(SourceChoice("camera", camera=cfg.capture.camera), cfg)
+        sinks = open_sinks(cfg, source.fps, virtual_camera=True, window=True, record="", on_key=None, log=print)
+        report = run_session(model_dir, source, sinks, cfg, threaded=True, reopen=reopen, json_path=out / "latency.json")
+        print(summary_line(report))
+        return 0
     print("[5/5] driving it live with another puppet (another face shape, its own expressions)")
     demo_cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, width=1536, height=512))
     video = out / "demo.mp4"
@@ -170,6 +179,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"latency report: {out / 'latency.json'}")
     print(f"done in {time.monotonic() - t0:.0f} s")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from live.doctor import Probe, format_report, run_checks
+
+    checks = run_checks(Probe.collect())
+    print(format_report(checks))
+    broken = [c for c in checks if c.ok is False and c.area in ("python", "packages", "opencv")]
+    return 1 if broken else 0  # missing hardware is reported, not an error of the install
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -257,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--ngf", type=int, default=16, help="generator width")
     dm.add_argument("--drive-seconds", type=float, default=12.0, help="length of the driven video")
     dm.add_argument("--driver-seed", type=int, default=23)
+    dm.add_argument("--live", action="store_true", help="drive the demo model from your camera into the virtual camera")
     dm.set_defaults(func=cmd_demo)
+
+    dr = sub.add_parser("doctor", parents=[common], help="check this machine: packages, GPU, camera, virtual camera, audio; print fixes")
+    dr.set_defaults(func=cmd_doctor)
 
     dv = sub.add_parser("devices", parents=[common], help="list cameras, audio inputs/outputs and virtual cameras")
     dv.set_defaults(func=cmd_devices)

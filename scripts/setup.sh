@@ -16,7 +16,8 @@ fi
 pip_install() { .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"; }
 
 # torch first: installed on its own, pip never swaps in a multi-gigabyte CUDA build later.
-pip_install "${TORCH_SPEC:-torch==2.13.0}"
+# shellcheck disable=SC2086  # TORCH_SPEC may carry pip options, e.g. --index-url
+pip_install ${TORCH_SPEC:-torch==2.13.0}
 if [ "${1:-}" = "--dev" ]; then pip_install -e ".[dev]"; else pip_install -e .; fi
 
 # PortAudio is a system library that sounddevice loads at run time (audio sync).
