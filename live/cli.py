@@ -19,11 +19,26 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(path, args.set or [])
 
 
+def _consent(args: argparse.Namespace, cfg) -> "Consent":
+    """From flags, else config, else (at a terminal) by asking; never assumed."""
+    from training.dataset import CONSENT_STATEMENT, Consent
+
+    if getattr(args, "consent_record", None) is not None:
+        return args.consent_record
+    name = args.target_name or cfg.dataset.target_name
+    attested = args.consent or cfg.dataset.consent
+    if (not name or not attested) and sys.stdin.isatty():
+        name = name or input("Who is the person in the target video? ").strip()
+        answer = input(f"{CONSENT_STATEMENT}\nType 'yes' to attest: ").strip().lower()
+        attested = answer == "yes"
+    return Consent(name or "", bool(attested))
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from training.dataset import build_dataset
+    from training.dataset import Consent, build_dataset
 
     cfg = _config(args)
-    m = build_dataset(args.videos, args.out, dataset=cfg.dataset, landmarks=cfg.landmarks, sketch=cfg.sketch,
+    m = build_dataset(args.videos, args.out, consent=_consent(args, cfg), dataset=cfg.dataset, landmarks=cfg.landmarks, sketch=cfg.sketch,
                       model=cfg.model, progress=not args.quiet)
     drops = ", ".join(f"{k} {v}" for k, v in m["dropped"].items())
     pct = 100.0 * m["frames_kept"] / max(m["frames_total"], 1)
@@ -73,8 +88,22 @@ def cmd_live(args: argparse.Namespace) -> int:
     fps = getattr(source, "fps", cfg.capture.fps)
     sinks = open_sinks(cfg, fps, virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
                        window=cfg.output.window or args.window, record=args.record or cfg.output.record, on_key=None, log=print)
+    def controls(loop) -> None:
+        if args.paused:
+            loop.paused = True
+        if sys.stdin.isatty():  # the same keys from the terminal, one per line: for headless virtual-camera use
+            import threading
+
+            def read_keys() -> None:
+                for line in sys.stdin:
+                    if line.strip():
+                        loop.handle_key(line.strip()[0])
+
+            threading.Thread(target=read_keys, name="terminal-keys", daemon=True).start()
+            print("terminal controls: type n, m, +, -, p or q and press Enter")
+
     report = run_session(args.model, source, sinks, cfg, threaded=True, reopen=reopen, json_path=args.json,
-                         mode=Mode(args.view), gain=args.gain, max_frames=args.frames)
+                         mode=Mode(args.view), gain=args.gain, max_frames=args.frames, on_loop=controls)
     print(summary_line(report))
     print(f"latency report: {args.json}")
     return 0
@@ -149,8 +178,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_puppet(argparse.Namespace(face="target", seed=7, size=480, fps=30.0, seconds=args.seconds, out=str(clip)))
     print("[2/5] building its dataset")
     model_cfg = dataclasses.replace(cfg.model, size=128, depth=7, ngf=args.ngf, upsample="resize")
-    cmd_dataset(argparse.Namespace(videos=[str(clip)], out=str(out / "dataset"), config=args.config,
-                                   set=(args.set or []) + ["model.size=128", "model.depth=7"], quiet=args.quiet))
+    from training.dataset import SYNTHETIC_CONSENT
+
+    cmd_dataset(argparse.Namespace(videos=[str(clip)], out=str(out / "dataset"), config=args.config, consent_record=SYNTHETIC_CONSENT,
+                                   set=(args.set or []) + ["model.size=128", "model.depth=7"], quiet=args.quiet,
+                                   target_name=None, consent=False))
     model_dir = out / "model"
     print(f"[3/5] training a small model for {args.steps} steps (bounded; a real target trains for hours)")
     train_cfg = dataclasses.replace(cfg.train, steps=args.steps, batch_size=4, val_every=args.steps, preview_every=args.steps,
@@ -221,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dataset", parents=[common], help="target video(s) -> training pairs, manifest and coverage report")
     d.add_argument("videos", nargs="+", metavar="VIDEO")
     d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("--target-name", metavar="NAME", help="who the target is (recorded in the dataset and every model)")
+    d.add_argument("--consent", action="store_true", help="attest that you may use the target's likeness")
     d.set_defaults(func=cmd_dataset)
 
     t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target")
@@ -243,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--view", choices=[m.value for m in __import__("live.pipeline", fromlist=["Mode"]).Mode], default="output",
                     help="what to send: the output, the camera (passthrough), the sketch, or all side by side")
     lv.add_argument("--gain", type=float, default=1.0, help="expression gain (also +/- in the window)")
+    lv.add_argument("--paused", action="store_true", help="start paused (p to go)")
     lv.add_argument("--frames", type=int, help="stop after this many frames")
     lv.add_argument("--seconds", type=float, help="length of the puppet source")
     lv.add_argument("--json", default="runs/live/latency.json", metavar="FILE", help="latency report written on exit")
@@ -290,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; reenact reports what matters
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

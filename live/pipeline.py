@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from live.engines import Engine
+from live.trust import Badge
 from live.sources import Frame
 from models.artifact import ModelDir
 from models.config import LandmarksConfig, LiveConfig
@@ -190,7 +191,8 @@ class Pipeline:
     """
 
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
-                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float]) -> None:
+                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
+                 badge: "Badge | None" = None) -> None:
         spec = model.contract.sketch
         if engine_shape := getattr(engine, "shape", None):
             if tuple(engine_shape) != (spec.height, spec.width, 3):
@@ -213,6 +215,16 @@ class Pipeline:
         self._last_sketch: np.ndarray | None = None
         self._last_crop: np.ndarray | None = None
         self._view = np.zeros((out_size[1], out_size[0], 3), np.uint8)
+        self.badge = badge  # the disclosure label, on every frame that leaves
+        self._final = np.zeros_like(self._view)
+
+    def _disclose(self, view: np.ndarray) -> np.ndarray:
+        """The frame that leaves: a copy with the badge on it (the compositor's buffer
+        is reused, so blending into it would darken the badge frame after frame)."""
+        if self.badge is None:
+            return view
+        np.copyto(self._final, view)
+        return self.badge.apply(self._final)
 
     # -- controls
     def recalibrate(self) -> None:
@@ -232,7 +244,7 @@ class Pipeline:
     def neutral_output(self) -> np.ndarray:
         """The target's neutral face as an output frame (camera lost, start-up)."""
         sketch = render_sketch(self.contract.framing.apply(self.target_neutral), self.contract.sketch)
-        return self.compositor.compose(self.engine.infer(sketch)).copy()
+        return self._disclose(self.compositor.compose(self.engine.infer(sketch))).copy()
 
     # -- the frame
     def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> FrameResult:
@@ -264,7 +276,7 @@ class Pipeline:
 
         if target is None or (not generate and self._last_output is not None):
             t.update(sketch=0.0, inference=0.0, compose=0.0)
-            return FrameResult(self._render_view(frame, self._last_output), px is not None, False, self._last_target, self._last_sketch, None, px, t)
+            return FrameResult(self._disclose(self._render_view(frame, self._last_output)), px is not None, False, self._last_target, self._last_sketch, None, px, t)
         self._last_target = target
         sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
         t4 = clock()
@@ -274,7 +286,7 @@ class Pipeline:
         t["inference"] = t5 - t4
         out = self.compositor.compose(generated)
         self._last_output, self._last_sketch, self._last_crop = out, sketch, generated
-        view = self._render_view(frame, out)
+        view = self._disclose(self._render_view(frame, out))
         t["compose"] = clock() - t5
         return FrameResult(view, px is not None, True, target, sketch, generated, px, t)
 

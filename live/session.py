@@ -13,6 +13,7 @@ from live.capture import SyncCapture, ThreadedCapture
 from live.engines import create_engine
 from live.loop import LiveLoop
 from live.pipeline import Mode, Pipeline
+from live.trust import Badge
 from live.sinks import FanOut, NullSink, RecorderSink, SinkError, VirtualCameraSink, WindowSink
 from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
 from models.artifact import load_model_dir
@@ -87,7 +88,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
                                 min_presence=cfg.landmarks.min_presence)
     pipeline = Pipeline(model, engine, detector, live=cfg.live, landmarks=cfg.landmarks,
-                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter)
+                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter, badge=make_badge(cfg, log))
     pipeline.mode = mode
     if gain != 1.0:
         pipeline.set_gain(gain)
@@ -139,6 +140,15 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1))
     return report
+
+
+def make_badge(cfg: Config, log: Callable[[str], None]) -> Badge | None:
+    """The disclosure badge from [output]; switching it off is allowed but logged."""
+    o = cfg.output
+    if not o.badge:
+        log("disclosure badge OFF (output.badge = false): viewers will not be told this face is AI-generated")
+        return None
+    return Badge((o.width, o.height), text=o.badge_text, position=o.badge_position, height=o.badge_size, opacity=o.badge_opacity)
 
 
 def _start_audio(cfg: Config, log: Callable[[str], None]):

@@ -64,6 +64,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
+    target_name: str = _f("", doc="who the target is (consent record); or pass --target-name")
+    consent: bool = _f(False, doc="true = you attest you may use the target's likeness; or pass --consent")
     min_confidence: float = _f(0.98, lo=0.0, hi=1.0, doc="fraction of landmarks inside the frame")
     blur_ratio: float = _f(0.35, lo=0.0, hi=1.0, doc="drop frames less sharp than this x the clip median")
     duplicate_motion: float = _f(0.002, lo=0.0, hi=1.0, doc="mean landmark motion / IOD under which a frame is a duplicate")
@@ -112,6 +114,12 @@ class LiveConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     width: int = _f(1280, lo=64, hi=7680)
+    badge: bool = _f(True, doc="the visible AI-generated label; turning it off is logged")
+    badge_text: str = _f("AI-generated")
+    badge_position: str = _f("bottom-right", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
+    badge_size: float = _f(0.04, lo=0.015, hi=0.2, doc="text height as a fraction of the frame height")
+    badge_opacity: float = _f(0.85, lo=0.3, hi=1.0, doc="the badge cannot be made fainter than 0.3")
+
     height: int = _f(720, lo=64, hi=4320)
     virtual_camera: bool = _f(True)
     device: str = _f("", doc="virtual camera device, e.g. /dev/video10; empty = first found")

@@ -49,13 +49,13 @@ def puppet_dataset(tmp_path_factory):
     """A small hermetic dataset: 4 s of the synthetic target puppet, 64 px framing."""
     from live.sources import TARGET_SHAPE, PuppetSource, write_video
     from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchConfig
-    from training.dataset import build_dataset
+    from training.dataset import SYNTHETIC_CONSENT, build_dataset
 
     root = tmp_path_factory.mktemp("puppet_ds")
     clip = root / "puppet.mp4"
     write_video(clip, (f.image for f in PuppetSource(seed=11, shape=TARGET_SHAPE, size=(192, 192), frames=120)), 30.0)
     out = root / "ds"
-    build_dataset([clip], out, dataset=DatasetConfig(val_block_seconds=0.5, val_fraction=0.2), landmarks=LandmarksConfig(),
+    build_dataset([clip], out, consent=SYNTHETIC_CONSENT, dataset=DatasetConfig(val_block_seconds=0.5, val_fraction=0.2), landmarks=LandmarksConfig(),
                   sketch=SketchConfig(), model=ModelConfig(size=64, depth=6), progress=False, log=lambda s: None)
     return out
 
@@ -66,7 +66,8 @@ def real_dataset(clips_dir, tmp_path_factory):
     from live.cli import main
 
     out = tmp_path_factory.mktemp("real_ds") / "d6"
-    assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet"]) == 0
+    assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet",
+                 "--target-name", "LivePortrait sample d6 (test data, see SOURCES.md)", "--consent"]) == 0
     return out
 
 

@@ -14,10 +14,10 @@ from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchCon
 from models.framing import Framing
 from models.sketch import SketchSpec, render_sketch
 from training import dataset as ds
-from training.dataset import DatasetError, build_dataset, load_manifest
+from training.dataset import SYNTHETIC_CONSENT, Consent, DatasetError, build_dataset, load_manifest
 from tests.conftest import TARGET_CLIP
 
-SMALL = dict(dataset=DatasetConfig(val_fraction=0.2, val_block_seconds=0.5), landmarks=LandmarksConfig(),
+SMALL = dict(consent=SYNTHETIC_CONSENT, dataset=DatasetConfig(val_fraction=0.2, val_block_seconds=0.5), landmarks=LandmarksConfig(),
              sketch=SketchConfig(), model=ModelConfig(size=64, depth=6))
 
 
@@ -153,6 +153,23 @@ def test_bad_inputs_get_one_clear_message(tmp_path):
     with pytest.raises(DatasetError, match="not a reenact dataset"):
         build_dataset([blank], other, progress=False, **SMALL)
     assert (other / "thesis.txt").read_text() == "precious"
+
+
+def test_building_without_consent_is_refused(puppet_clip, tmp_path, capsys):
+    small = dict(SMALL)
+    for consent in (Consent("", True), Consent("Jane Doe", False)):
+        small["consent"] = consent
+        with pytest.raises(DatasetError, match="needs a consent record"):
+            build_dataset([puppet_clip], tmp_path / "o", progress=False, **small)
+    assert not (tmp_path / "o").exists()
+    assert main(["dataset", str(puppet_clip), "--out", str(tmp_path / "o")]) == 1  # no flags, no terminal to ask at
+    assert "--target-name" in capsys.readouterr().err
+
+
+def test_consent_is_recorded(built):
+    _, m = built
+    assert m["consent"]["target"] == SYNTHETIC_CONSENT.target and m["consent"]["attested"] is True
+    assert "permission" in m["consent"]["statement"] and m["consent"]["recorded_at"]
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):

@@ -41,6 +41,38 @@ class DatasetError(RuntimeError):
     """A dataset cannot be built; the message says what the user should do."""
 
 
+CONSENT_STATEMENT = ("I am the person shown in these videos, or I have that person's permission (or the rights to "
+                     "this character) to make and use a model of their likeness.")
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Who the target is, and the user's attestation that they may use that likeness.
+    Recorded in the manifest and carried into every model trained from it."""
+
+    target: str
+    attested: bool
+    recorded_by: str = ""
+    recorded_at: str = ""
+
+    def require(self) -> None:
+        if not self.target.strip() or not self.attested:
+            raise DatasetError(
+                "building a dataset needs a consent record: say who the target is and attest that you may use their "
+                "likeness. Pass --target-name 'Jane Doe' --consent (meaning: \"" + CONSENT_STATEMENT + "\"), "
+                "or set dataset.target_name and dataset.consent = true in config.toml")
+
+    def record(self) -> dict:
+        import getpass
+
+        return {"target": self.target.strip(), "attested": True, "statement": CONSENT_STATEMENT,
+                "recorded_by": self.recorded_by or getpass.getuser(),
+                "recorded_at": self.recorded_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+SYNTHETIC_CONSENT = Consent("synthetic puppet (no real person)", True, "reenact")
+
+
 @dataclass
 class _Probe:
     """Pass-1 facts about one frame."""
@@ -178,8 +210,8 @@ def _settings(ds: DatasetConfig, lm: LandmarksConfig, sk: SketchConfig, model: M
     }
 
 
-def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: DatasetConfig, landmarks: LandmarksConfig,
-                  sketch: SketchConfig, model: ModelConfig,
+def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent, dataset: DatasetConfig,
+                  landmarks: LandmarksConfig, sketch: SketchConfig, model: ModelConfig,
                   detector_factory: Callable[[], LandmarkDetector] | None = None,
                   progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Build (or confirm up to date) the dataset at ``out``; returns its manifest."""
@@ -192,13 +224,16 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: Dataset
         cap, info = _open(p)
         cap.release()
         infos.append(info)
+    consent.require()  # after the inputs are known to be readable, before any work
+    consent_record = consent.record()
     sizes = {tuple(i["size"]) for i in infos}
     if len(sizes) > 1:
         raise DatasetError(f"all target videos must have the same resolution (the framing is one crop); got {sorted(sizes)}")
 
     hashes = [_file_sha256(p) for p in paths]
     settings = _settings(dataset, landmarks, sketch, model)
-    build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION, "builder": BUILDER_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+    build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION, "builder": BUILDER_VERSION,
+                                           "target": consent_record["target"]}, sort_keys=True).encode()).hexdigest()[:16]
     existing = out / "manifest.json"
     if existing.is_file():
         try:
@@ -255,6 +290,7 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, dataset: Dataset
         "version": MANIFEST_VERSION,
         "build_key": build_key,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "consent": consent_record,
         "sources": [{"path": str(p.resolve()), "sha256": h, **info} for p, h, info in zip(paths, hashes, infos)],
         "frames_total": len(probes),
         "frames_kept": len(kept),

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.artifact import Contract, atomic_write_text, write_model_json
+from models.artifact import Contract, atomic_write_text, sha256_file, write_model_json
 from models.config import ModelConfig, TrainConfig
 from models.framing import output_size
 from models.patchgan import MultiScaleDiscriminator
@@ -423,6 +423,7 @@ def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, m
         "provenance": {
             "dataset": str(Path(dataset_dir).resolve()), "dataset_key": manifest["build_key"],
             "sources": [{"path": s["path"], "sha256": s["sha256"]} for s in manifest["sources"]],
+            "consent": manifest.get("consent"),
             "steps": step, "complete": final, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "torch": torch.__version__,
         },
@@ -430,9 +431,10 @@ def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, m
         "parameters": count_parameters(G),
     }
     files = ["generator.pt"] + (["plate.png"] if (out / "plate.png").is_file() else [])
+    meta["model_id"] = sha256_file(out / "generator.pt")[:8]  # names these weights in reports and logs
     for name in ("generator_fp16.onnx", "generator_fp32.onnx"):
         (out / name).unlink(missing_ok=True)  # stale exports of older weights; re-run `reenact export`
-    atomic_write_text(out / "model_card.md", model_card(meta))
+    atomic_write_text(out / "model_card.md", model_card(meta))  # after model_id is known
     write_model_json(out, meta, files + ["model_card.md"])
 
 
@@ -443,6 +445,9 @@ def model_card(meta: dict) -> str:
         f"- Generator: pix2pix U-Net, {meta['parameters'] / 1e6:.1f} M parameters, {json.dumps(meta['generator'])}",
         f"- Input: sketch {c['sketch_spec']['width']}x{c['sketch_spec']['height']}, spec hash `{c['sketch_hash']}`",
         f"- Framing: crop {[round(v, 1) for v in c['framing']['crop']]} of a {c['framing']['source_size'][0]}x{c['framing']['source_size'][1]} source",
+        f"- Target: {(p.get('consent') or {}).get('target', 'not recorded')}; consent attested by "
+        f"{(p.get('consent') or {}).get('recorded_by', '?')} on {(p.get('consent') or {}).get('recorded_at', '?')}",
+        f"- Model ID: `{meta.get('model_id', '?')}`",
         f"- Trained for {p['steps']} steps{'' if p['complete'] else ' (interrupted; resume to finish)'} on dataset `{p['dataset_key']}`",
         f"- Target video(s): " + ", ".join(f"`{Path(s['path']).name}` (sha256 {s['sha256'][:12]}…)" for s in p["sources"]),
     ]
