@@ -213,6 +213,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from live.trust import PERIOD, read_video
+
+    try:
+        whole, windows = read_video(args.video, window=args.window)
+    except ValueError as e:
+        from live.sources import SourceError
+
+        raise SourceError(str(e)) from None
+    found = [w for w in windows if w.present]
+    if whole.present:
+        print(f"{args.video}: reenact watermark FOUND, model ID {whole.model_id} (confidence z = {whole.confidence:.1f}, "
+              f"weakest ID bit z = {whole.bit_margin:.1f}, {whole.frames} frames)")
+    else:
+        print(f"{args.video}: no reenact watermark found (confidence z = {whole.confidence:.1f}; found above 6)")
+    if windows:
+        ids = sorted({w.model_id for w in found})
+        print(f"  {len(found)} of {len(windows)} stretches of {args.window} frames carry it" + (f" (IDs: {', '.join(ids)})" if ids else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"video": str(args.video), "whole": whole.as_dict(),
+                                               "windows": [w.as_dict() for w in windows]}, indent=1))
+    if whole.frames < 2 * PERIOD:
+        print(f"  note: {whole.frames} frames is short; a few seconds of video give a reliable reading")
+    return 0 if whole.present else 1
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from live.doctor import Probe, format_report, run_checks
 
@@ -312,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--driver-seed", type=int, default=23)
     dm.add_argument("--live", action="store_true", help="drive the demo model from your camera into the virtual camera")
     dm.set_defaults(func=cmd_demo)
+
+    vf = sub.add_parser("verify", parents=[common], help="does a video carry reenact's watermark, and which model made it?")
+    vf.add_argument("video", metavar="VIDEO")
+    vf.add_argument("--window", type=int, default=60, help="also read stretches of this many frames")
+    vf.add_argument("--json", metavar="OUT")
+    vf.set_defaults(func=cmd_verify)
 
     dr = sub.add_parser("doctor", parents=[common], help="check this machine: packages, GPU, camera, virtual camera, audio; print fixes")
     dr.set_defaults(func=cmd_doctor)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from live.engines import Engine
-from live.trust import Badge
+from live.trust import Badge, Watermarker
 from live.sources import Frame
 from models.artifact import ModelDir
 from models.config import LandmarksConfig, LiveConfig
@@ -192,7 +192,7 @@ class Pipeline:
 
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
                  landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
-                 badge: "Badge | None" = None) -> None:
+                 badge: "Badge | None" = None, watermark: "Watermarker | None" = None) -> None:
         spec = model.contract.sketch
         if engine_shape := getattr(engine, "shape", None):
             if tuple(engine_shape) != (spec.height, spec.width, 3):
@@ -216,15 +216,20 @@ class Pipeline:
         self._last_crop: np.ndarray | None = None
         self._view = np.zeros((out_size[1], out_size[0], 3), np.uint8)
         self.badge = badge  # the disclosure label, on every frame that leaves
+        self.watermark = watermark  # the invisible mark with the model ID
         self._final = np.zeros_like(self._view)
+        self._sent = 0  # frames that left: the watermark's carrier runs on this count
 
     def _disclose(self, view: np.ndarray) -> np.ndarray:
-        """The frame that leaves: a copy with the badge on it (the compositor's buffer
-        is reused, so blending into it would darken the badge frame after frame)."""
-        if self.badge is None:
+        """The frame that leaves: a copy with the watermark and the badge on it (the
+        compositor's buffer is reused, so marking it in place would accumulate)."""
+        if self.badge is None and self.watermark is None:
             return view
         np.copyto(self._final, view)
-        return self.badge.apply(self._final)
+        if self.watermark is not None:
+            self.watermark.apply(self._final, self._sent)
+        self._sent += 1
+        return self.badge.apply(self._final) if self.badge is not None else self._final
 
     # -- controls
     def recalibrate(self) -> None:

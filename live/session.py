@@ -13,7 +13,7 @@ from live.capture import SyncCapture, ThreadedCapture
 from live.engines import create_engine
 from live.loop import LiveLoop
 from live.pipeline import Mode, Pipeline
-from live.trust import Badge
+from live.trust import Badge, Watermarker
 from live.sinks import FanOut, NullSink, RecorderSink, SinkError, VirtualCameraSink, WindowSink
 from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
 from models.artifact import load_model_dir
@@ -88,7 +88,8 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
                                 min_presence=cfg.landmarks.min_presence)
     pipeline = Pipeline(model, engine, detector, live=cfg.live, landmarks=cfg.landmarks,
-                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter, badge=make_badge(cfg, log))
+                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter, badge=make_badge(cfg, log),
+                        watermark=make_watermark(model, cfg, log))
     pipeline.mode = mode
     if gain != 1.0:
         pipeline.set_gain(gain)
@@ -149,6 +150,19 @@ def make_badge(cfg: Config, log: Callable[[str], None]) -> Badge | None:
         log("disclosure badge OFF (output.badge = false): viewers will not be told this face is AI-generated")
         return None
     return Badge((o.width, o.height), text=o.badge_text, position=o.badge_position, height=o.badge_size, opacity=o.badge_opacity)
+
+
+def make_watermark(model, cfg: Config, log: Callable[[str], None]) -> Watermarker | None:
+    """The invisible watermark carrying the model's ID (`reenact verify` reads it)."""
+    if not cfg.output.watermark:
+        log("invisible watermark OFF (output.watermark = false)")
+        return None
+    return Watermarker(model_id(model), (cfg.output.width, cfg.output.height))
+
+
+def model_id(model) -> str:
+    """8 hex digits naming a model's weights: the start of generator.pt's sha256."""
+    return model.meta["files"]["generator.pt"]["sha256"][:8]
 
 
 def _start_audio(cfg: Config, log: Callable[[str], None]):

@@ -119,6 +119,7 @@ class OutputConfig:
     badge_position: str = _f("bottom-right", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
     badge_size: float = _f(0.04, lo=0.015, hi=0.2, doc="text height as a fraction of the frame height")
     badge_opacity: float = _f(0.85, lo=0.3, hi=1.0, doc="the badge cannot be made fainter than 0.3")
+    watermark: bool = _f(True, doc="invisible watermark with the model's ID in every frame; `reenact verify` reads it")
 
     height: int = _f(720, lo=64, hi=4320)
     virtual_camera: bool = _f(True)

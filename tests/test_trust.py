@@ -53,3 +53,101 @@ def test_live_output_carries_the_badge_unless_explicitly_off(tiny_model):
     x, y, w, h = badge.box
     assert not np.array_equal(on[-1][y:y + h, x:x + w], off[-1][y:y + h, x:x + w])
     assert any("badge OFF" in line for line in logs_off) and not any("badge OFF" in line for line in logs_on)
+
+
+# ---------------------------------------------------------------- the watermark
+
+import subprocess  # noqa: E402
+
+import cv2  # noqa: E402
+import pytest  # noqa: E402
+
+from live.trust import PRESENT_Z, Detector, Watermarker, bits_id, id_bits, read_video  # noqa: E402
+from tests.conftest import DRIVER_CLIPS, TARGET_CLIP  # noqa: E402
+
+
+def test_model_ids_round_trip_and_bad_ids_are_refused():
+    for mid in ("00000000", "c0ffee42", "ffffffff", "1234abcd"):
+        assert bits_id(id_bits(mid)) == mid
+    with pytest.raises(ValueError, match="8 hex digits"):
+        id_bits("xyz")
+
+
+def test_watermark_is_invisible_to_the_eye_and_read_back_in_memory():
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(40, 220, (180, 320, 3)).astype(np.uint8), (0, 0), 6)
+    wm = Watermarker("c0ffee42", (320, 180))
+    marked, det, clean = [], Detector(), Detector()
+    for i in range(64):
+        frame = np.roll(base, i, axis=1)  # a slowly panning picture
+        out = wm.apply(frame.copy(), i)
+        assert np.abs(out.astype(int) - frame).max() <= 3  # a few luma levels at most
+        det.add(out)
+        clean.add(frame)
+    r = det.reading()
+    assert r.present and r.model_id == "c0ffee42" and r.confidence > PRESENT_Z
+    assert not clean.reading().present
+
+
+def _encode(frames, path, kbps, height):
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}",
+           "-r", "30", "-i", "-", "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast",
+           "-b:v", f"{kbps}k", "-pix_fmt", "yuv420p", str(path)]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    for f in frames:
+        p.stdin.write(f.tobytes())
+    p.stdin.close()
+    assert p.wait() == 0
+
+
+# (kbps at 720p, output height): three call-like bitrates, two scales (360p at half the rate)
+ENCODINGS = [(2500, 720), (1000, 720), (500, 720), (1250, 360), (500, 360), (250, 360)]
+
+
+@pytest.mark.clips
+def test_watermark_survives_h264_and_scaling_on_real_clips(clips_dir, tmp_path):
+    found = false_alarms = trials = 0
+    for clip in (DRIVER_CLIPS[1], TARGET_CLIP):
+        cap = cv2.VideoCapture(str(clip))
+        frames = []
+        while len(frames) < 150 and (r := cap.read())[0]:
+            frames.append(cv2.resize(r[1], (1280, 720)))
+        wm = Watermarker("5eed1e55", (1280, 720))
+        marked = [wm.apply(f.copy(), i) for i, f in enumerate(frames)]
+        for kbps, height in ENCODINGS[::2] + ENCODINGS[1::2]:
+            _encode(marked, tmp_path / "m.mp4", kbps, height)
+            _encode(frames, tmp_path / "c.mp4", kbps, height)
+            got, _ = read_video(str(tmp_path / "m.mp4"))
+            clean, _ = read_video(str(tmp_path / "c.mp4"))
+            trials += 1
+            found += got.present and got.model_id == "5eed1e55"
+            false_alarms += clean.present
+    assert found == trials, f"watermark read in {found} of {trials} re-encodings"
+    assert false_alarms == 0
+
+
+def test_verify_command_reads_a_recorded_live_output(tiny_model, tmp_path, capsys):
+    from live.cli import main
+    from live.sinks import RecorderSink
+
+    cfg = Config()
+    small = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, width=320, height=180))
+    rec = tmp_path / "out.mp4"
+    run_session(tiny_model, PuppetSource(size=(160, 120), frames=96), [RecorderSink(rec, size=(320, 180), fps=30)], small,
+                threaded=False, log=lambda s: None)
+    from models.artifact import load_model_dir
+    from live.session import model_id
+
+    mid = model_id(load_model_dir(tiny_model))
+    assert main(["verify", str(rec), "--window", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "FOUND" in out and mid in out
+    raw = tmp_path / "raw.mp4"
+    from live.sources import write_video
+
+    write_video(raw, (f.image for f in PuppetSource(size=(320, 180), frames=96)), 30)
+    assert main(["verify", str(raw)]) == 1
+    assert "no reenact watermark" in capsys.readouterr().out

@@ -447,7 +447,7 @@ def model_card(meta: dict) -> str:
         f"- Framing: crop {[round(v, 1) for v in c['framing']['crop']]} of a {c['framing']['source_size'][0]}x{c['framing']['source_size'][1]} source",
         f"- Target: {(p.get('consent') or {}).get('target', 'not recorded')}; consent attested by "
         f"{(p.get('consent') or {}).get('recorded_by', '?')} on {(p.get('consent') or {}).get('recorded_at', '?')}",
-        f"- Model ID: `{meta.get('model_id', '?')}`",
+        f"- Model ID (in the invisible watermark of every output frame; `reenact verify` reads it): `{meta.get('model_id', '?')}`",
         f"- Trained for {p['steps']} steps{'' if p['complete'] else ' (interrupted; resume to finish)'} on dataset `{p['dataset_key']}`",
         f"- Target video(s): " + ", ".join(f"`{Path(s['path']).name}` (sha256 {s['sha256'][:12]}…)" for s in p["sources"]),
     ]
