@@ -229,7 +229,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{args.video}: reenact watermark FOUND, model ID {whole.model_id} (confidence z = {whole.confidence:.1f}, "
               f"weakest ID bit z = {whole.bit_margin:.1f}, {whole.frames} frames)")
     else:
-        print(f"{args.video}: no reenact watermark found (confidence z = {whole.confidence:.1f}; found above 6)")
+        print(f"{args.video}: no reenact watermark found (sync z = {whole.confidence:.1f}, weakest ID bit z = "
+              f"{whole.bit_margin:.1f}; a mark needs both above 6 and 1.5)")
     if windows:
         ids = sorted({w.model_id for w in found})
         print(f"  {len(found)} of {len(windows)} stretches of {args.window} frames carry it" + (f" (IDs: {', '.join(ids)})" if ids else ""))
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     vf = sub.add_parser("verify", parents=[common], help="does a video carry reenact's watermark, and which model made it?")
     vf.add_argument("video", metavar="VIDEO")
-    vf.add_argument("--window", type=int, default=60, help="also read stretches of this many frames")
+    vf.add_argument("--window", type=int, default=120, help="also read stretches of this many frames")
     vf.add_argument("--json", metavar="OUT")
     vf.set_defaults(func=cmd_verify)
 
