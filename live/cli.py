@@ -128,13 +128,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"A/V offset {av['offset_ms']:+.1f} ms (audio delayed {av['audio_delay_ms_p50']:.1f} ms p50; "
               f"one frame = {av['frame_ms']:.1f} ms; positive = audio late)")
         return 0
-    choice = SourceChoice("file", file=args.source, realtime=not args.flat_out)
+    choice = SourceChoice("file", file=args.source, realtime=not args.flat_out, loop=args.loop is not None)
     source, _ = open_source(choice, cfg)
     sinks = [NullSink()]
+    soak = None
+    if args.loop is not None:
+        from live.session import SoakRecorder
+
+        soak = SoakRecorder()
     if args.record:
         sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
+    max_frames = int(args.loop * source.fps) if args.loop is not None else None
     report = run_session(args.model, source, sinks, cfg, threaded=not args.flat_out, json_path=args.json, log=print,
-                         fidelity_every=args.fidelity_every)
+                         fidelity_every=0 if soak else args.fidelity_every, observer=soak, max_frames=max_frames)
+    if soak is not None:
+        report["soak"] = soak.report()
     report["pacing"] = "flat-out" if args.flat_out else "real-time"
     report["source"] = str(args.source)
     if args.json:
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--flat-out", action="store_true", help="as fast as possible instead of at the video's frame rate")
     b.add_argument("--json", metavar="OUT", help="write the report (keys documented in the README)")
     b.add_argument("--record", metavar="FILE.mp4", help="also write the output video")
+    b.add_argument("--loop", type=float, metavar="SECONDS", help="replay the clip for this long (soak test): per-minute p50/p99 and RSS")
     b.add_argument("--av", action="store_true", help="also measure audio/video sync (the clip must have sound)")
     b.add_argument("--fidelity-every", type=int, default=3, metavar="N",
                    help="check every N-th output with Face Mesh after the run (0: off)")

@@ -92,6 +92,9 @@ class OrtEngine:
         self.precision = "fp32" if provider == "cpu" else "fp16"
         self.name = f"ort-{provider}"
         path = model.file(f"generator_{self.precision}.onnx")
+        from models.artifact import check_onnx_metadata
+
+        check_onnx_metadata(path, model)  # the ONNX must have been exported for this model's sketch
         providers = {"cpu": ["CPUExecutionProvider"],
                      "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}), "CPUExecutionProvider"],
                      "tensorrt": [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
@@ -153,7 +156,7 @@ class TorchEngine:
     def __init__(self, model: ModelDir, *, device: str = "cuda", cuda_graph: bool = True) -> None:
         import torch
 
-        from training.export import load_generator
+        from models.artifact import load_generator
 
         if device == "cuda" and not torch.cuda.is_available():
             raise EngineError("torch-cuda: PyTorch sees no CUDA GPU here (CPU build of torch, or no NVIDIA driver)")

@@ -25,7 +25,7 @@ import numpy as np
 from live.capture import CameraLost
 from live.pipeline import STAGES, Mode, Pipeline
 from live.sinks import FanOut
-from live.stats import StageStats, summarize_ms
+from live.stats import StageStats
 
 LEVELS = ("normal", "reuse-landmarks", "skip-generation")
 
@@ -201,5 +201,3 @@ class LiveLoop:
             "sinks_failed": self.sinks.failed,
         }
 
-
-__all__ = ["LiveLoop", "Degrader", "LEVELS", "summarize_ms"]

@@ -28,6 +28,7 @@ class SourceChoice:
     file: str = ""
     realtime: bool = True
     seconds: float | None = None  # puppet length
+    loop: bool = False  # replay a file endlessly (soak tests)
 
 
 def open_source(choice: SourceChoice, cfg: Config) -> tuple[FrameSource, Callable[[], FrameSource] | None]:
@@ -39,7 +40,7 @@ def open_source(choice: SourceChoice, cfg: Config) -> tuple[FrameSource, Callabl
 
         return make(), make
     if choice.kind == "file":
-        return VideoFileSource(choice.file, realtime=choice.realtime), None
+        return VideoFileSource(choice.file, realtime=choice.realtime, loop=choice.loop), None
     frames = None if choice.seconds is None else int(choice.seconds * c.fps)
     return PuppetSource(seed=c.puppet_seed, shape=DRIVER_SHAPE, size=(640, 480), fps=c.fps, frames=frames, realtime=choice.realtime), None
 
@@ -191,6 +192,49 @@ def output_fidelity(kept: list) -> dict:
     with FaceMeshDetector(tracking=False) as det:
         f = landmark_fidelity(np.stack([k[0] for k in kept]), np.stack([k[1] for k in kept]), det)
     return {"frames": len(kept), **{k: round(v, 4) for k, v in f.items()}}
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux /proc; NaN elsewhere)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class SoakRecorder:
+    """Per-frame end-to-end latency with its time, and RSS every ``every_s`` seconds,
+    so a long run can be compared minute by minute."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.t0 = time.monotonic()
+        self.samples: list = []
+        self.rss: list = [(0.0, rss_mb())]
+        self.every_s = every_s
+
+    def __call__(self, frame, result) -> None:
+        now = time.monotonic()
+        self.samples.append((now - self.t0, now - frame.t_capture))
+        if now - self.t0 - self.rss[-1][0] >= self.every_s:
+            self.rss.append((now - self.t0, rss_mb()))
+
+    def report(self) -> dict:
+        import numpy as np
+
+        t = np.array([s[0] for s in self.samples])
+        e = np.array([s[1] for s in self.samples]) * 1000
+        minutes = []
+        for m in range(int(t[-1] // 60) + 1 if len(t) else 0):
+            sel = (t >= 60 * m) & (t < 60 * (m + 1))
+            if sel.sum() > 30:
+                minutes.append({"minute": m + 1, "frames": int(sel.sum()), "p50": round(float(np.percentile(e[sel], 50)), 2),
+                                "p99": round(float(np.percentile(e[sel], 99)), 2)})
+        after_warmup = [r for r in self.rss if r[0] >= 30] or self.rss
+        return {"minutes": minutes, "rss_mb": [(round(a, 1), round(b, 1)) for a, b in self.rss],
+                "rss_growth_pct": round(100 * (self.rss[-1][1] / after_warmup[0][1] - 1), 2)}
 
 
 def summary_line(report: dict) -> str:

@@ -59,7 +59,7 @@ class VideoFileSource(_Base):
     """A video file decoded with OpenCV. ``realtime=True`` paces reads at the file's
     frame rate (as a camera would deliver them); otherwise frames come flat out."""
 
-    def __init__(self, path: str | Path, *, realtime: bool = False) -> None:
+    def __init__(self, path: str | Path, *, realtime: bool = False, loop: bool = False) -> None:
         import cv2
 
         self.path = Path(path)
@@ -71,12 +71,17 @@ class VideoFileSource(_Base):
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
         self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.realtime = realtime
+        self.realtime, self.loop = realtime, loop
         self._index = 0
         self._t0: float | None = None
 
     def read(self) -> Frame | None:
         ok, img = self._cap.read()
+        if not ok and self.loop and self._index > 0:  # soak tests: the clip again, timestamps running on
+            import cv2
+
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, img = self._cap.read()
         if not ok:
             return None
         now = time.monotonic()

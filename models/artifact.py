@@ -148,3 +148,24 @@ def load_model_dir(path: str | Path, *, verify: bool = True) -> ModelDir:
         if verify and sha256_file(f) != rec["sha256"]:
             raise ArtifactError(f"{f} is corrupt: its sha256 does not match model.json")
     return ModelDir(p, meta, contract)
+
+
+def load_generator(model: ModelDir, device="cpu"):
+    """The generator of a model directory, in eval mode, fp32."""
+    import torch
+
+    from models.unet import UNetConfig, UNetGenerator
+
+    g = UNetGenerator(UNetConfig(**model.generator_config))
+    state = torch.load(model.file("generator.pt"), map_location="cpu", weights_only=True)
+    g.load_state_dict(state)
+    return g.eval().to(device)
+
+
+def check_onnx_metadata(path: Path, model: ModelDir) -> None:
+    """Raise ArtifactError if an ONNX file's recorded sketch hash is not the model's."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if props.get("reenact.sketch_hash") != model.contract.sketch.hash:
+        raise ArtifactError(f"{path} was exported for sketch {props.get('reenact.sketch_hash')!r}, the model's is {model.contract.sketch.hash!r}")

@@ -26,7 +26,7 @@ import numpy as np
 
 from models import topology as T
 from models.faces import base_face
-from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles
+from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles, rotation_from_angles
 
 
 class CanonicalFrame:
@@ -74,8 +74,6 @@ def _scale_similarity(sim: Similarity, amount: float) -> Similarity:
     if amount == 1.0:
         return sim
     yaw, pitch, roll = rotation_angles(sim.rotation)
-    from models.geometry import rotation_from_angles
-
     rot = rotation_from_angles(yaw * amount, pitch * amount, roll * amount)
     return Similarity(sim.scale**amount, rot, sim.translation * amount)
 

@@ -168,7 +168,9 @@ def test_export_parity_metadata_and_verification(puppet_dataset, tmp_path):
     assert props["reenact.sketch_hash"] == model.contract.sketch.hash
     assert json.loads(props["reenact.framing"]) == model.contract.framing.to_dict()
     assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    export_mod.check_onnx_metadata(out / "generator_fp32.onnx", model)
+    from models.artifact import check_onnx_metadata
+
+    check_onnx_metadata(out / "generator_fp32.onnx", model)
 
 
 def test_export_refuses_a_model_that_fails_parity(puppet_dataset, tmp_path, monkeypatch):

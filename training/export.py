@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.artifact import ArtifactError, ModelDir, load_model_dir, write_model_json
+from models.artifact import ModelDir, load_generator, load_model_dir, write_model_json
 from models.sketch import render_sketch
 from models.unet import UNetConfig, UNetGenerator
 
@@ -28,14 +28,6 @@ OPSET = 17
 
 class ExportError(RuntimeError):
     """The export failed its parity check or could not be written."""
-
-
-def load_generator(model: ModelDir, device: str | torch.device = "cpu") -> UNetGenerator:
-    """The generator of a model directory, in eval mode, fp32."""
-    g = UNetGenerator(UNetConfig(**model.generator_config))
-    state = torch.load(model.file("generator.pt"), map_location="cpu", weights_only=True)
-    g.load_state_dict(state)
-    return g.eval().to(device)
 
 
 def parity_inputs(model: ModelDir, n: int = 4, seed: int = 0) -> np.ndarray:
@@ -129,12 +121,3 @@ def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict
     files = sorted(set(model.meta["files"]) | set(written))
     write_model_json(model.path, meta, files)
     return report
-
-
-def check_onnx_metadata(path: Path, model: ModelDir) -> None:
-    """Raise ArtifactError if an ONNX file's recorded sketch hash is not the model's."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if props.get("reenact.sketch_hash") != model.contract.sketch.hash:
-        raise ArtifactError(f"{path} was exported for sketch {props.get('reenact.sketch_hash')!r}, the model's is {model.contract.sketch.hash!r}")
