@@ -3,6 +3,7 @@ everything below it receives its own config section and ready-made objects."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report = av_bench(args.model, args.source, cfg)
         report.update(pacing="real-time", source=str(args.source))
         if args.json:
-            Path(args.json).write_text(__import__("json").dumps(report, indent=1))
+            Path(args.json).write_text(json.dumps(report, indent=1))
         av = report["av"]
         print(summary_line(report))
         print(f"A/V offset {av['offset_ms']:+.1f} ms (audio delayed {av['audio_delay_ms_p50']:.1f} ms p50; "
@@ -146,7 +147,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["pacing"] = "flat-out" if args.flat_out else "real-time"
     report["source"] = str(args.source)
     if args.json:
-        Path(args.json).write_text(__import__("json").dumps(report, indent=1))
+        Path(args.json).write_text(json.dumps(report, indent=1))
     print(summary_line(report))
     if args.json:
         print(f"report: {args.json}")
@@ -222,8 +223,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import json
-
     from live.trust import PERIOD, read_video
 
     try:
@@ -311,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--window", action="store_true", help="also show a preview window with stats")
     lv.add_argument("--no-virtual-camera", action="store_true", help="do not open the virtual camera")
     lv.add_argument("--record", metavar="FILE.mp4", help="also record the output")
-    lv.add_argument("--view", choices=[m.value for m in __import__("live.pipeline", fromlist=["Mode"]).Mode], default="output",
+    lv.add_argument("--view", choices=("output", "passthrough", "sketch", "side-by-side"), default="output",
                     help="what to send: the output, the camera (passthrough), the sketch, or all side by side")
     lv.add_argument("--gain", type=float, default=1.0, help="expression gain (also +/- in the window)")
     lv.add_argument("--paused", action="store_true", help="start paused (p to go)")

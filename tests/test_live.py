@@ -321,3 +321,11 @@ def test_real_pipeline_on_the_puppet(tiny_model, tmp_path):
     for key in ("fps", "e2e_ms", "overhead_ms", "stages_ms", "frames_dropped", "frames_out"):
         assert key in saved
     assert set(saved["stages_ms"]) >= {"capture_wait", "landmarks", "smoothing", "retarget", "sketch", "inference", "compose", "output"}
+
+
+def test_cli_view_choices_match_the_pipeline_modes():
+    from live.cli import build_parser
+
+    live_parser = build_parser()._subparsers._group_actions[0].choices["live"]
+    view = next(a for a in live_parser._actions if a.dest == "view")
+    assert set(view.choices) == {m.value for m in Mode}
