@@ -16,7 +16,7 @@ import numpy as np
 
 from models import topology as T
 from models.faces import base_face
-from models.geometry import rotation_from_angles
+from models.geometry import interocular, rotation_from_angles
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = Face
     def poly(name: str) -> np.ndarray:
         return fixed[T.loop(name)]
 
-    line = max(1, int(round(0.035 * _iod(px))))
+    line = max(1, int(round(0.035 * interocular(px))))
     # Eyes: white sclera, dark iris clipped to the eye opening, dark lid line.
     for eye, iris_c, iris in (("right_eye", T.RIGHT_IRIS_CENTER, range(469, 473)), ("left_eye", T.LEFT_IRIS_CENTER, range(474, 478))):
         mask = np.zeros((h, w), np.uint8)
@@ -181,8 +181,3 @@ def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = Face
     cv2.fillPoly(img, [poly("inner_lips")], (45, 35, 90), cv2.LINE_AA, 4)
     return img
 
-
-def _iod(px: np.ndarray) -> float:
-    r = (px[T.RIGHT_EYE_OUTER] + px[T.RIGHT_EYE_INNER]) / 2
-    l = (px[T.LEFT_EYE_INNER] + px[T.LEFT_EYE_OUTER]) / 2
-    return float(np.linalg.norm((l - r)[:2]))
