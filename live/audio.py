@@ -16,7 +16,6 @@ sounddevice (and so PortAudio) only when built.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -131,7 +130,6 @@ class AudioBridge:
         self.line.set_delay(controller.wanted())
         self.line.jump_to_target()
         self.stats = AudioStats()
-        self._lock = threading.Lock()
         try:
             self.stream = sd.Stream(device=(_device(input), _device(output)), samplerate=samplerate, blocksize=blocksize,
                                     channels=channels, dtype="float32", latency="low", callback=self._callback)

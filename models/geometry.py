@@ -27,10 +27,6 @@ class Similarity:
     def invert(self, pts: np.ndarray) -> np.ndarray:
         return ((pts - self.translation) @ self.rotation) / self.scale
 
-    @staticmethod
-    def identity() -> "Similarity":
-        return Similarity(1.0, np.eye(3), np.zeros(3))
-
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
     """Least-squares similarity (Umeyama 1991) mapping ``src`` (N, 3) onto ``dst`` (N, 3)."""

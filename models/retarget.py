@@ -102,14 +102,6 @@ class Retargeter:
         self.gains = gains
         self._g = gains.per_point() * _feature_ratios(self.target.neutral, self.driver.neutral)
 
-    def with_driver_neutral(self, driver_neutral_px: np.ndarray) -> "Retargeter":
-        return Retargeter(self.target.to_pixels(self.target.neutral), driver_neutral_px, self.gains)
-
-    def head_pose(self, driver_px: np.ndarray) -> Similarity:
-        """The driver's head pose relative to its neutral, in canonical units."""
-        d = self.driver.to_canonical(driver_px)
-        return fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
-
     def retarget(self, driver_px: np.ndarray) -> np.ndarray:
         d = self.driver.to_canonical(driver_px)
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
