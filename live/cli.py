@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from models.config import Config, ConfigError, load_config
+from models.config import PRESETS, Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -17,7 +17,7 @@ def _config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
-    return load_config(path, args.set or [])
+    return load_config(path, args.set or [], preset=getattr(args, "preset", None))
 
 
 def _consent(args: argparse.Namespace, cfg) -> "Consent":
@@ -55,7 +55,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
     cfg = _config(args)
-    summary = train(args.dataset, args.out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet)
+    out = args.out
+    if out is None:
+        if not args.teacher:
+            raise ConfigError("train needs --out MODEL_DIR")
+        out = str(Path(args.teacher) / "cpu")  # the CPU tier lives beside its teacher; live picks it on CPU-only machines
+    summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet,
+                    teacher=args.teacher, drivers=args.drivers or [])
     return 130 if summary.get("stopped") else 0
 
 
@@ -252,8 +258,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from live.doctor import Probe, format_report, run_checks
 
-    checks = run_checks(Probe.collect())
+    probe = Probe.collect()
+    checks = run_checks(probe)
     print(format_report(checks))
+    if args.model:
+        from live.engines import choose_model_dir
+
+        cfg = _config(args)
+        chosen, why = choose_model_dir(args.model, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=probe.nvidia_driver)
+        print(f"\nmodel: live --model {args.model} will load {chosen} ({why})")
     broken = [c for c in checks if c.ok is False and c.area in ("python", "packages", "opencv")]
     return 1 if broken else 0  # missing hardware is reported, not an error of the install
 
@@ -295,8 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target")
     t.add_argument("dataset", metavar="DATASET")
-    t.add_argument("--out", required=True, metavar="MODEL_DIR")
+    t.add_argument("--out", metavar="MODEL_DIR", help="where the model goes (with --teacher: default TEACHER_DIR/cpu)")
     t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="generator architecture: full (GPU-sized) or cpu (real time on 2 CPU cores)")
+    t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
+    t.add_argument("--drivers", nargs="+", metavar="VIDEO",
+                   help="with --teacher: driver clips retargeted onto the target for extra teacher pairs (default: the puppet driver)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", parents=[common], help="write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity")
@@ -357,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     vf.set_defaults(func=cmd_verify)
 
     dr = sub.add_parser("doctor", parents=[common], help="check this machine: packages, GPU, camera, virtual camera, audio; print fixes")
+    dr.add_argument("--model", metavar="MODEL_DIR", help="also say which model directory live would load from it, and why")
     dr.set_defaults(func=cmd_doctor)
 
     dv = sub.add_parser("devices", parents=[common], help="list cameras, audio inputs/outputs and virtual cameras")
@@ -386,9 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         from live.engines import EngineError
         from live.sinks import SinkError
         from live.avsync import AVError
+        from training.distill import DistillError
         from training.train import TrainError
 
-        if isinstance(e, (AVError, DatasetError, SourceError, ArtifactError, TrainError, ExportError, EngineError, SinkError)):
+        if isinstance(e, (AVError, DatasetError, SourceError, ArtifactError, TrainError, DistillError, ExportError, EngineError,
+                          SinkError)):
             print(f"reenact: error: {e}", file=sys.stderr)
             return 1
         raise

@@ -142,9 +142,10 @@ def run_checks(p: Probe) -> list[Check]:
         out.append(Check("gpu", False, "an NVIDIA driver is present but this PyTorch cannot use CUDA (CPU build?)",
                          "TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cu124' bash scripts/setup.sh"))
     else:
-        out.append(Check("gpu", False, "no NVIDIA GPU (no libcuda): live runs on the CPU with a small model",
-                         "for the full-size model, use a machine with an NVIDIA GPU and its driver; on this one, train "
-                         "with --set model.size=128 --set model.ngf=32"))
+        out.append(Check("gpu", False, "no NVIDIA GPU (no libcuda): live runs on the CPU with the small CPU model",
+                         "for the full-size model, use a machine with an NVIDIA GPU and its driver; on this one, derive the "
+                         "CPU model from a trained one (`reenact train DATASET --teacher MODEL_DIR --preset cpu`) or train "
+                         "it directly (`reenact train DATASET --out DIR --preset cpu`)"))
     out.append(Check("engine", None, engine_choice(p)))
     # Cameras
     cams = [d for d in p.video if d.kind == "camera"]
@@ -212,7 +213,8 @@ def engine_choice(p: Probe) -> str:
     if p.nvidia_driver and "CUDAExecutionProvider" in p.ort_providers:
         return "live will use ort-cuda with generator_fp16.onnx (PyTorch has no CUDA here)"
     why = "no NVIDIA driver" if not p.nvidia_driver else "no CUDA-capable engine"
-    return f"live will use ort-cpu with generator_fp32.onnx ({why}; on CPUs fp32 runs faster than fp16)"
+    return (f"live will use ort-cpu with generator_fp32.onnx ({why}; on CPUs fp32 runs faster than fp16), "
+            "from MODEL_DIR/cpu, the distilled CPU model, when the model has one")
 
 
 def format_report(checks: list[Check]) -> str:

@@ -23,6 +23,7 @@ sketch: tests check that on CPU; ``tests/test_gpu.py`` checks the GPU ones where
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -81,6 +82,36 @@ def nvidia_driver_present() -> bool:
         except OSError:
             continue
     return False
+
+
+CPU_TIER = "cpu"  # MODEL_DIR/cpu: the distilled CPU model (`reenact train DATASET --teacher MODEL_DIR --preset cpu`)
+GPU_ENGINES = ("torch-cuda", "ort-cuda", "ort-tensorrt")
+
+
+def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bool) -> tuple[Path, str]:
+    """Which model directory live loads from ``path``: the full model, or its CPU tier
+    (``path/cpu``) when no GPU engine will run. ``engine`` and ``tier`` are the
+    ``[live]`` settings; ``gpu`` whether an NVIDIA driver is present.
+    Returns (directory, why), the reason in words for the log and ``reenact doctor``."""
+    p = Path(path)
+    cpu = p / CPU_TIER
+    has_cpu = (cpu / "model.json").is_file()
+    make = f"derive one with `reenact train DATASET --teacher {p} --preset cpu`"
+    if tier == "full":
+        return p, "live.model_tier = full"
+    if tier == "cpu":
+        if not has_cpu:
+            raise ArtifactError(f"live.model_tier = cpu but {p} has no CPU model ({cpu}); {make}")
+        return cpu, "live.model_tier = cpu"
+    if engine in GPU_ENGINES:
+        return p, f"live.engine = {engine} runs the full-size model"
+    if not has_cpu:
+        return p, ("the model has no CPU tier" + ("" if gpu else f"; with no NVIDIA GPU a full-size model is slow: {make}"))
+    if engine != "auto":
+        return cpu, f"live.engine = {engine}: its CPU model"
+    if gpu:
+        return p, "an NVIDIA driver is present: the full-size model (live.model_tier = cpu forces the CPU model)"
+    return cpu, "no NVIDIA GPU: the distilled CPU model, made for real time on CPU cores"
 
 
 class OrtEngine:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from live.capture import SyncCapture, ThreadedCapture
-from live.engines import create_engine
+from live.engines import choose_model_dir, create_engine, nvidia_driver_present
 from live.loop import LiveLoop
 from live.pipeline import Mode, Pipeline
 from live.trust import Badge, Watermarker
@@ -84,6 +84,8 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     ``fidelity_every`` > 0 keeps every n-th generated face and, after the run (outside
     the timings), runs Face Mesh on it against the landmarks its sketch was drawn
     from: the report's ``fidelity`` says how faithfully the output follows the driver."""
+    model_dir, why = choose_model_dir(model_dir, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
+    log(f"model: {model_dir} ({why})")
     model = load_model_dir(model_dir)
     engine = create_engine(model, cfg.live.engine, log=log)
     detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,

@@ -84,6 +84,7 @@ class TrainConfig:
     lambda_gan: float = _f(1.0, lo=0.0, hi=1e3)
     lambda_l1: float = _f(100.0, lo=0.0, hi=1e4)
     lambda_fm: float = _f(10.0, lo=0.0, hi=1e3, doc="discriminator feature matching")
+    teacher_l1: float = _f(100.0, lo=0.0, hi=1e4, doc="with --teacher: L1 weight toward the teacher's renderings")
     mouth_weight: float = _f(4.0, lo=1.0, hi=100.0, doc="extra L1 weight on the lips")
     eye_weight: float = _f(2.0, lo=1.0, hi=100.0, doc="extra L1 weight on the eyes")
     ndf: int = _f(64, lo=4, hi=256, doc="discriminator base width")
@@ -102,6 +103,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class LiveConfig:
     engine: str = _f("auto", choices=("auto", "torch-cuda", "ort-cuda", "ort-tensorrt", "ort-cpu"))
+    model_tier: str = _f("auto", choices=("auto", "full", "cpu"),
+                         doc="auto = MODEL_DIR/cpu (the distilled CPU model) when no NVIDIA GPU is present")
     budget_ms: float = _f(33.0, lo=1.0, hi=1000.0)
     neutral_seconds: float = _f(1.0, lo=0.0, hi=30.0, doc="driver neutral from the first seconds")
     gain_mouth: float = _f(1.0, lo=0.0, hi=3.0)
@@ -150,6 +153,15 @@ SECTIONS: dict[str, type] = {
     "live": LiveConfig,
     "output": OutputConfig,
     "audio": AudioConfig,
+}
+
+
+# Named generator architectures (``--preset``), applied over the config file's [model]
+# and under --set. "cpu" was chosen by measurement on a 2-core CPU: docs/BENCHMARKS.md,
+# "CPU tier: candidate study".
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {"size": 256, "ngf": 64, "depth": 8, "upsample": "transpose"},  # the GPU-sized default
+    "cpu": {"size": 256, "ngf": 16, "depth": 8, "upsample": "resize"},  # 2.45 M parameters, ~11 ms on 2 CPU cores
 }
 
 
@@ -209,8 +221,9 @@ def _parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read ``path`` (or use the defaults when None), apply ``--set`` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *, preset: str | None = None) -> Config:
+    """Read ``path`` (or use the defaults when None), apply a model ``preset`` (a name in
+    ``PRESETS``), then the ``--set`` overrides, and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -220,6 +233,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}")
+        if not isinstance(raw.setdefault("model", {}), dict):
+            raise ConfigError("[model] must be a table")
+        raw["model"].update(PRESETS[preset])
     for item in overrides:
         section, key, value = _parse_override(item)
         raw.setdefault(section, {})

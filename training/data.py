@@ -56,27 +56,47 @@ class PairSet:
         if spec.height > ds_framing.out_size[1]:
             raise DatasetError(f"the model is {spec.height} px tall but the dataset's frames are {ds_framing.out_size[1]} px; "
                                f"rebuild the dataset with --set model.size={spec.height}")
-        self.framing = model_framing(ds_framing, size)
-        self.spec = spec
         picks = [n for n, s in enumerate(manifest["samples"]) if s["split"] == split]
         if limit is not None:
             picks = picks[:: max(1, len(picks) // limit)][:limit]
         if not picks:
             raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
         lms = np.load(root / "landmarks.npz")
-        self.source_px = lms["source_px"][picks].astype(np.float32)
-        self.ids = [manifest["samples"][n]["id"] for n in picks]
+        ids = [manifest["samples"][n]["id"] for n in picks]
         photos = []
-        for sid in self.ids:
+        for sid in ids:
             img = cv2.imread(str(root / "frames" / f"{sid}.png"))
             if img is None:
                 raise DatasetError(f"{root / 'frames' / (sid + '.png')} is missing or unreadable; rebuild the dataset")
             if img.shape[:2] != (spec.height, spec.width):
                 img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             photos.append(img)
-        self.photos = np.stack(photos)  # (N, H, W, 3) uint8
+        self._setup(model_framing(ds_framing, size), spec, lms["source_px"][picks], np.stack(photos), ids,
+                    seed=seed, augment=augment, mouth_weight=mouth_weight, eye_weight=eye_weight)
+
+    def _setup(self, framing: Framing, spec: SketchSpec, source_px: np.ndarray, photos: np.ndarray, ids: list[str], *,
+               seed: int, augment: Augment | None, mouth_weight: float, eye_weight: float) -> None:
+        self.framing, self.spec = framing, spec
+        self.source_px = np.asarray(source_px, np.float32)  # (N, 478, 3) target source-video pixels
+        self.photos = photos  # (N, H, W, 3) uint8
+        self.ids = ids
         self.seed, self.augment = seed, augment
         self.mouth_weight, self.eye_weight = mouth_weight, eye_weight
+
+    @classmethod
+    def from_arrays(cls, source_px: np.ndarray, photos: np.ndarray, framing: Framing, spec: SketchSpec, *, seed: int,
+                    augment: Augment | None, mouth_weight: float = 1.0, eye_weight: float = 1.0) -> "PairSet":
+        """Pairs that are not a dataset's (e.g. a teacher's renderings): ``source_px``
+        (N, 478, 3) in the target's source-video pixels, ``photos`` (N, H, W, 3) uint8 at
+        the spec's size, ``framing`` already at the model's resolution."""
+        if photos.shape[1:3] != (spec.height, spec.width) or len(photos) != len(source_px) or not len(photos):
+            raise DatasetError(f"pairs need matching (N, 478, 3) points and (N, {spec.height}, {spec.width}, 3) photos, "
+                               f"got {np.shape(source_px)} and {photos.shape}")
+        self = cls.__new__(cls)
+        self.manifest = None
+        self._setup(framing, spec, source_px, photos, [f"pair_{i:06d}" for i in range(len(photos))], seed=seed,
+                    augment=augment, mouth_weight=mouth_weight, eye_weight=eye_weight)
+        return self
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -175,7 +175,11 @@ def model_spec(manifest: dict, model: ModelConfig, depth: int) -> SketchSpec:
 # ---------------------------------------------------------------- the step
 
 def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: TrainConfig,
-               sketch: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> dict[str, float]:
+               sketch: torch.Tensor, real: torch.Tensor, weight: torch.Tensor,
+               taught: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+    """One discriminator and one generator update. ``taught`` = (sketch, teacher photo,
+    weight) when distilling: the generator also matches the teacher there (L1 only;
+    the discriminator keeps judging against real photos, never the teacher's)."""
     # Discriminator: real pairs up, generated pairs down. One forward over both halves
     # keeps DistributedDataParallel to one forward per backward.
     with autocast():
@@ -195,11 +199,17 @@ def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: 
         loss_fm = feature_matching(g_fake, d_real)
         loss_l1 = weighted_l1(fake, real, weight)
         loss_g = cfg.lambda_gan * loss_gan + cfg.lambda_fm * loss_fm + cfg.lambda_l1 * loss_l1
+        if taught is not None:
+            loss_t = weighted_l1(G(taught[0]), taught[1], taught[2])
+            loss_g = loss_g + cfg.teacher_l1 * loss_t
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.step(opt_g)
     scaler.update()
-    return {"d": loss_d.item(), "g_gan": loss_gan.item(), "g_fm": loss_fm.item(), "g_l1": loss_l1.item()}
+    losses = {"d": loss_d.item(), "g_gan": loss_gan.item(), "g_fm": loss_fm.item(), "g_l1": loss_l1.item()}
+    if taught is not None:
+        losses["g_teacher"] = loss_t.item()
+    return losses
 
 
 # ---------------------------------------------------------------- validation & previews
@@ -233,8 +243,12 @@ def preview(G: nn.Module, valset: PairSet, device: torch.device, n: int = 4) -> 
 # ---------------------------------------------------------------- the run
 
 def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool = False,
-          progress: bool = True, log: Callable[[str], None] = print, detector_factory=None) -> dict:
-    """Train (or continue training) a model of the dataset's target. Returns a summary."""
+          progress: bool = True, log: Callable[[str], None] = print, detector_factory=None,
+          teacher: str | Path | None = None, drivers: list[str] = ()) -> dict:
+    """Train (or continue training) a model of the dataset's target. Returns a summary.
+
+    With ``teacher`` (a trained model directory) this distils: see training/distill.py.
+    The student takes the teacher's contract and ``model``'s architecture."""
     from tqdm import tqdm
 
     rank, local_rank, world = _distributed()
@@ -250,10 +264,25 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         if ckpt["dataset_key"] != manifest["build_key"]:
             raise TrainError(f"{ckpt_path} was trained on another dataset (key {ckpt['dataset_key']}, this one {manifest['build_key']})")
         ucfg = UNetConfig(**ckpt["generator"])  # the checkpoint carries its own architecture
+        if ckpt.get("teacher") and teacher is None:  # a distillation resumes with its own teacher
+            teacher, drivers = ckpt["teacher"]["path"], ckpt["teacher"]["drivers"]
     else:
         if ckpt_path.exists():
             raise TrainError(f"{out} already holds a training run; continue it with --resume, or choose another --out")
         ucfg = UNetConfig(model.ngf, model.depth, model.dropout, model.upsample)
+    teacher_dir = None
+    if teacher is not None:
+        from training.distill import load_teacher
+
+        teacher_dir = load_teacher(teacher)
+        if ckpt is not None and ckpt.get("teacher") and ckpt["teacher"]["model_id"] != teacher_dir.meta.get("model_id"):
+            raise TrainError(f"{ckpt_path} was distilled from teacher {ckpt['teacher']['model_id']}, but {teacher} is "
+                             f"{teacher_dir.meta.get('model_id')}; resume with the same teacher")
+        size = teacher_dir.contract.sketch.height  # the student keeps the teacher's input contract
+        if size % 2**ucfg.depth or teacher_dir.contract.sketch.width % 2**ucfg.depth:
+            raise TrainError(f"the teacher's {teacher_dir.contract.sketch.width}x{size} sketch is not a multiple of "
+                             f"2**model.depth = {2**ucfg.depth}; lower model.depth")
+        model = ModelConfig(size=size, depth=ucfg.depth)
     spec = model_spec(manifest, model if ckpt is None else ModelConfig(size=ckpt["size"], depth=ucfg.depth), ucfg.depth)
 
     augment = Augment() if cfg.augment else None
@@ -264,6 +293,18 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     contract = Contract(trainset.framing, spec, np.asarray(manifest["neutral_px"], np.float32))
     if ckpt is not None:
         contract.require_same(Contract.from_dict(ckpt["contract"]), "checkpoint")
+    taughtset, teacher_info = None, None
+    if teacher_dir is not None:
+        from training.distill import teacher_pairs
+
+        teacher_dir.contract.require_same(contract, f"dataset {dataset_dir} (at the teacher's size)")
+        teacher_info = {"path": str(Path(teacher).resolve()), "model_id": teacher_dir.meta.get("model_id"),
+                        "drivers": [str(Path(d).resolve()) for d in drivers]}
+        if main_process:
+            taughtset = teacher_pairs(teacher_dir, trainset, manifest["build_key"], drivers=teacher_info["drivers"], out=out,
+                                      device=device, augment=augment, seed=cfg.seed, progress=progress, log=log)
+        if world > 1:
+            raise TrainError("distillation runs in one process; start it without torchrun")
 
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     G = UNetGenerator(ucfg).to(device)
@@ -304,6 +345,8 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         writer = SummaryWriter(str(out / "logs"), purge_step=step or None)
         log(f"training {count_parameters(_unwrap(G)) / 1e6:.1f} M-parameter generator at {spec.width}x{spec.height} on {device}"
             f"{f' x{world}' if world > 1 else ''}: {len(trainset)} train / {len(valset)} validation frames, steps {step} -> {cfg.steps}")
+        if taughtset is not None:
+            log(f"distilling from teacher {teacher_info['model_id']}: {len(taughtset)} teacher pairs, weight train.teacher_l1 = {cfg.teacher_l1:g}")
 
     detector = None
 
@@ -323,10 +366,10 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
             "scaler": scaler.state_dict(), "step": step, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
             "generator": ucfg.to_dict(), "size": spec.height, "train": asdict(cfg), "contract": contract.to_dict(),
-            "dataset_key": manifest["build_key"], "history": history,
+            "dataset_key": manifest["build_key"], "history": history, "teacher": teacher_info,
         }
         save_checkpoint(ckpt_path, state)
-        write_model(out, _unwrap(G), ucfg, contract, manifest, dataset_dir, step, history, final=final)
+        write_model(out, _unwrap(G), ucfg, contract, manifest, dataset_dir, step, history, final=final, teacher=teacher_info)
 
     stop = _StopRequest()
     t0, start_step = time.monotonic(), step
@@ -338,7 +381,10 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
             sketch, real, weight = (t.to(device, non_blocking=True) for t in trainset.batch(step, rank, cfg.batch_size))
             if device.type == "cuda":
                 sketch, real = sketch.contiguous(memory_format=torch.channels_last), real.contiguous(memory_format=torch.channels_last)
-            losses = train_step(G, D, opt_g, opt_d, scaler, autocast, cfg, sketch, real, weight)
+            taught = None
+            if taughtset is not None:
+                taught = tuple(t.to(device, non_blocking=True) for t in taughtset.batch(step, rank, cfg.batch_size))
+            losses = train_step(G, D, opt_g, opt_d, scaler, autocast, cfg, sketch, real, weight, taught)
             step += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
@@ -408,7 +454,7 @@ def _stop_everywhere(local: bool, world: int, device: torch.device) -> bool:
 
 
 def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, manifest: dict, dataset_dir,
-                step: int, history: list, *, final: bool) -> None:
+                step: int, history: list, *, final: bool, teacher: dict | None = None) -> None:
     """Write the live-usable part of MODEL_DIR: weights, plate, card, model.json last."""
     tmp = out / ".generator.pt.tmp"
     torch.save({k: v.detach().cpu() for k, v in G.state_dict().items()}, tmp)
@@ -425,7 +471,7 @@ def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, m
             "sources": [{"path": s["path"], "sha256": s["sha256"]} for s in manifest["sources"]],
             "consent": manifest.get("consent"),
             "steps": step, "complete": final, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "torch": torch.__version__,
+            "torch": torch.__version__, "teacher": teacher,
         },
         "metrics": vals[-1] if vals else {},
         "parameters": count_parameters(G),
@@ -451,6 +497,8 @@ def model_card(meta: dict) -> str:
         f"- Trained for {p['steps']} steps{'' if p['complete'] else ' (interrupted; resume to finish)'} on dataset `{p['dataset_key']}`",
         f"- Target video(s): " + ", ".join(f"`{Path(s['path']).name}` (sha256 {s['sha256'][:12]}…)" for s in p["sources"]),
     ]
+    if p.get("teacher"):
+        lines.append(f"- Distilled from model `{p['teacher']['model_id']}` ({p['teacher']['path']})")
     if m:
         lines.append("- Validation: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     lines += ["", "Use only with the consent of the person shown in the target video."]
