@@ -23,6 +23,10 @@ class CameraLost(RuntimeError):
 
 
 class SyncCapture:
+    """Reads the source on demand in the caller's thread: every frame, none dropped."""
+
+    lossless = True
+
     def __init__(self, source: FrameSource) -> None:
         self.source = source
         self.dropped = 0
@@ -44,6 +48,8 @@ class SyncCapture:
 class ThreadedCapture:
     """``reopen``: builds a fresh source after a failure (None: a failure is final).
     ``retry_s``: wait between reopen attempts."""
+
+    lossless = False  # one slot: the newest frame wins
 
     def __init__(self, source: FrameSource, *, reopen: Callable[[], FrameSource] | None = None,
                  retry_s: float = 1.0, log: Callable[[str], None] = print) -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from models.config import PRESETS, Config, ConfigError, load_config
+from models.config import PRESETS, Config, ConfigError, ModelConfig, load_config
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -147,7 +147,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
     max_frames = int(args.loop * source.fps) if args.loop is not None else None
     report = run_session(args.model, source, sinks, cfg, threaded=not args.flat_out, json_path=args.json, log=print,
-                         fidelity_every=0 if soak else args.fidelity_every, observer=soak, max_frames=max_frames)
+                         fidelity_every=0 if soak else args.fidelity_every, observer=soak, max_frames=max_frames,
+                         degrade=not args.flat_out)  # flat out measures capacity: every frame generated, none repeated
     if soak is not None:
         report["soak"] = soak.report()
     report["pacing"] = "flat-out" if args.flat_out else "real-time"
@@ -168,6 +169,18 @@ def cmd_puppet(args: argparse.Namespace) -> int:
     n = write_video(args.out, (f.image for f in src), args.fps)
     print(f"wrote {args.out}: {n} frames of the synthetic {args.face} puppet")
     return 0
+
+
+def demo_preset(choice: str | None, *, gpu: bool | None = None) -> tuple[str, str]:
+    """(preset, why): the demo trains the model live will run here — the CPU preset
+    unless PyTorch can use a CUDA GPU."""
+    if choice:
+        return choice, "--preset"
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    return ("full", "a CUDA GPU is present") if gpu else ("cpu", "no CUDA GPU; real time on CPU cores")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -191,17 +204,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not clip.is_file():
         print("[1/5] rendering a synthetic target clip")
         cmd_puppet(argparse.Namespace(face="target", seed=7, size=480, fps=30.0, seconds=args.seconds, out=str(clip)))
-    print("[2/5] building its dataset")
-    model_cfg = dataclasses.replace(cfg.model, size=128, depth=7, ngf=args.ngf, upsample="resize")
+    preset, why = demo_preset(args.preset)
+    model_cfg = ModelConfig(**PRESETS[preset])
+    print(f"[2/5] building its dataset ({preset} model preset: {why})")
     from training.dataset import SYNTHETIC_CONSENT
 
     cmd_dataset(argparse.Namespace(videos=[str(clip)], out=str(out / "dataset"), config=args.config, consent_record=SYNTHETIC_CONSENT,
-                                   set=(args.set or []) + ["model.size=128", "model.depth=7"], quiet=args.quiet,
-                                   target_name=None, consent=False))
+                                   set=(args.set or []) + [f"model.size={model_cfg.size}", f"model.depth={model_cfg.depth}"],
+                                   quiet=args.quiet, target_name=None, consent=False, preset=None))
     model_dir = out / "model"
-    print(f"[3/5] training a small model for {args.steps} steps (bounded; a real target trains for hours)")
+    print(f"[3/5] training the {preset} model for {args.steps} steps (bounded; a real target trains for hours)")
+    # A narrower discriminator than a real run's: the puppet is simple and the demo must be quick on a CPU.
     train_cfg = dataclasses.replace(cfg.train, steps=args.steps, batch_size=4, val_every=args.steps, preview_every=args.steps,
-                                    checkpoint_every=max(1, args.steps // 4), val_frames=16)
+                                    checkpoint_every=max(1, args.steps // 4), val_frames=16, ndf=32)
     train(out / "dataset", model_dir, model=model_cfg, cfg=train_cfg, resume=(model_dir / "checkpoint.pt").exists(),
           progress=not args.quiet)
     print("[4/5] exporting")
@@ -313,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", choices=sorted(PRESETS), help="generator architecture: full (GPU-sized) or cpu (real time on 2 CPU cores)")
     t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
-                   help="with --teacher: driver clips retargeted onto the target for extra teacher pairs (default: the puppet driver)")
+                   help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
+                        "'puppet' is the embedded puppet driver (the default)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", parents=[common], help="write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity")
@@ -361,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="runs/demo", metavar="DIR")
     dm.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic target clip")
     dm.add_argument("--steps", type=int, default=600, help="training steps")
-    dm.add_argument("--ngf", type=int, default=16, help="generator width")
+    dm.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: cpu without a CUDA GPU, else full)")
     dm.add_argument("--drive-seconds", type=float, default=12.0, help="length of the driven video")
     dm.add_argument("--driver-seed", type=int, default=23)
     dm.add_argument("--live", action="store_true", help="drive the demo model from your camera into the virtual camera")

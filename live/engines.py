@@ -139,7 +139,7 @@ class OrtEngine:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(path), so, providers=providers)
@@ -261,31 +261,32 @@ class TorchEngine:
         self._graph = None
 
 
-ENGINES: dict[str, Callable[[ModelDir], Engine]] = {
-    "torch-cuda": lambda m: TorchEngine(m, device="cuda"),
-    "ort-tensorrt": lambda m: OrtEngine(m, provider="tensorrt"),
-    "ort-cuda": lambda m: OrtEngine(m, provider="cuda"),
-    "ort-cpu": lambda m: OrtEngine(m, provider="cpu"),
-    "torch-cpu": lambda m: TorchEngine(m, device="cpu"),
+# name -> factory(model, cpu_threads); cpu_threads 0 = the engine's default.
+ENGINES: dict[str, Callable[[ModelDir, int], Engine]] = {
+    "torch-cuda": lambda m, t: TorchEngine(m, device="cuda"),
+    "ort-tensorrt": lambda m, t: OrtEngine(m, provider="tensorrt"),
+    "ort-cuda": lambda m, t: OrtEngine(m, provider="cuda"),
+    "ort-cpu": lambda m, t: OrtEngine(m, provider="cpu", threads=t or None),
+    "torch-cpu": lambda m, t: TorchEngine(m, device="cpu"),
 }
 
 # Tried in this order by "auto": the fastest that can run here wins.
 AUTO_ORDER = ("torch-cuda", "ort-cuda", "ort-cpu", "torch-cpu")
 
 
-def create_engine(model: ModelDir, choice: str = "auto", *, log: Callable[[str], None] = print) -> Engine:
+def create_engine(model: ModelDir, choice: str = "auto", *, log: Callable[[str], None] = print, cpu_threads: int = 0) -> Engine:
     """Build (and warm up) the engine named by ``choice``, or the first of
     ``AUTO_ORDER`` that can run here. Each skipped engine is logged with its reason."""
     if choice != "auto":
         if choice not in ENGINES:
             raise EngineError(f"unknown engine {choice!r}; choose one of: auto, {', '.join(ENGINES)}")
-        engine = ENGINES[choice](model)
+        engine = ENGINES[choice](model, cpu_threads)
         engine.warmup()
         return engine
     reasons = []
     for name in AUTO_ORDER:
         try:
-            engine = ENGINES[name](model)
+            engine = ENGINES[name](model, cpu_threads)
             engine.warmup()
             if reasons:
                 log(f"engine: {name} (skipped: {'; '.join(reasons)})")

@@ -16,6 +16,7 @@ frame, so a slow frame makes the loop skip frames, never queue them.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from live.capture import CameraLost
-from live.pipeline import STAGES, Mode, Pipeline
+from live.pipeline import STAGES, Mode, Pipeline, Prepared
 from live.sinks import FanOut
 from live.stats import StageStats
 
@@ -53,7 +54,11 @@ class Degrader:
         odd = index % 2 == 1
         return (self.level >= 1 and odd, not (self.level >= 2 and odd))
 
+    enabled: bool = True  # off: measure capacity flat out, never trade frames for latency
+
     def update(self, index: int, e2e_s: float) -> None:
+        if not self.enabled:
+            return
         self.ema = e2e_s if self.ema is None else self.ema + self.alpha * (e2e_s - self.ema)
         self._over = self._over + 1 if self.ema > self.budget_s else 0
         self._under = self._under + 1 if self.ema < self.recover * self.budget_s else 0
@@ -68,19 +73,122 @@ class Degrader:
         self.changes.append({"frame": index, "level": LEVELS[level], "ema_ms": round(self.ema * 1000, 2)})
 
 
+class InlineFront:
+    """The CPU half of the pipeline in the loop's own thread: the sequential loop."""
+
+    def __init__(self, capture, pipeline: Pipeline, degrader: Degrader) -> None:
+        self.capture, self.pipeline, self.degrader = capture, pipeline, degrader
+        self.index = 0
+        self.dropped = 0
+
+    def get(self, timeout: float = 1.0) -> Prepared | None:
+        frame = self.capture.get(timeout=timeout)
+        if frame is None:
+            return None
+        reuse, generate = self.degrader.decide(self.index)
+        self.index += 1
+        return self.pipeline.prepare(frame, reuse_landmarks=reuse, generate=generate)
+
+    def close(self) -> None:
+        pass
+
+
+class FrontStage(InlineFront):
+    """The CPU half (landmarks .. sketch) in a thread of its own, so that the landmarks
+    of frame n+1 are found while the generator works on frame n.
+
+    Between the stages sits one slot, as between camera and loop: the newest prepared
+    frame wins, an older one not yet taken is dropped and counted (``dropped``), so a
+    slow generator never builds a queue. A lossless capture (a file read flat out,
+    ``capture.lossless``) is never dropped from: the stage reads its next frame only
+    when the slot is free (backpressure, double buffering). Each item keeps its frame's own capture
+    timestamp. ``get`` has the capture's contract: None at the end of the source,
+    CameraLost while the camera is down, TimeoutError after ``timeout``; an error in
+    the stage thread is raised from ``get``."""
+
+    def __init__(self, capture, pipeline: Pipeline, degrader: Degrader) -> None:
+        super().__init__(capture, pipeline, degrader)
+        self._cond = threading.Condition()
+        self._slot: Prepared | None = None
+        self._ended = False
+        self._lost: CameraLost | None = None
+        self._error: BaseException | None = None
+        self._stop = False
+        self._lossless = bool(getattr(capture, "lossless", False))
+        self._thread = threading.Thread(target=self._run, name="landmarks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                if self._lossless:  # double buffering: read the next frame only once the slot is free
+                    with self._cond:
+                        while self._slot is not None and not self._stop:
+                            self._cond.wait(0.1)
+                try:
+                    item = super().get(timeout=0.2)
+                except CameraLost as e:
+                    with self._cond:
+                        self._lost = e
+                        self._cond.notify_all()
+                    time.sleep(0.01)
+                    continue
+                except TimeoutError:
+                    continue
+                with self._cond:
+                    self._lost = None
+                    if item is None:
+                        self._ended = True
+                    else:
+                        self.dropped += self._slot is not None
+                        self._slot = item
+                    self._cond.notify_all()
+                if item is None:
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the loop, which raises it
+            with self._cond:
+                self._error = e
+                self._cond.notify_all()
+
+    def get(self, timeout: float = 1.0) -> Prepared | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._slot is None:
+                if self._error is not None:
+                    raise self._error
+                if self._ended:
+                    return None
+                if self._lost is not None:
+                    raise self._lost
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no frame from the landmarks stage")
+                self._cond.wait(remaining)
+            item, self._slot = self._slot, None
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+
+
 class LiveLoop:
     """Runs until the source ends, ``max_frames`` were output, or ``stop()``."""
 
     def __init__(self, capture, pipeline: Pipeline, sinks: FanOut, *, budget_ms: float, fps: float,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  log: Callable[[str], None] = print, engine_name: str = "",
-                 observer: Callable[[object, object], None] | None = None) -> None:
+                 observer: Callable[[object, object], None] | None = None, pipelined: bool = False,
+                 degrade: bool = True) -> None:
         self.capture, self.pipeline, self.sinks = capture, pipeline, sinks
         self.clock, self.sleep, self.log = clock, sleep, log
         self.fps = fps
-        self.degrader = Degrader(budget_ms / 1000.0, log)
+        self.degrader = Degrader(budget_ms / 1000.0, log, enabled=degrade)
         self.stats = StageStats()
         self.engine_name = engine_name
+        self.pipelined = pipelined  # landmarks of frame n+1 overlap the generator on frame n (FrontStage)
+        self.front: InlineFront | None = None
         self.observer = observer  # called with (frame, result) after each hand-off, outside the timings
         self.latency_listener: Callable[[float], None] | None = None  # gets the rolling e2e p50 (s), e.g. the audio delay
         self.audio_stats = None  # shown in the overlay when audio runs
@@ -127,23 +235,32 @@ class LiveLoop:
     # -- the loop
     def run(self, *, max_frames: int | None = None) -> dict:
         self._t_start = self.clock()
+        self.front = (FrontStage if self.pipelined else InlineFront)(self.capture, self.pipeline, self.degrader)
+        try:
+            self._run(max_frames)
+        finally:
+            self.front.close()
+        self._t_end = self.clock()
+        return self.report()
+
+    def _run(self, max_frames: int | None) -> None:
         last_image: np.ndarray | None = None
         while not self._stop and (max_frames is None or self.frames < max_frames):
             try:
-                frame = self.capture.get(timeout=1.0)
+                prepared = self.front.get(timeout=1.0)
             except CameraLost:
                 self._send_neutral()
                 continue
             except TimeoutError:
                 continue
-            if frame is None:
+            if prepared is None:
                 break
+            frame = prepared.frame
             t_start = self.clock()
             if self.paused and last_image is not None:
                 self.sinks.send(last_image, frame.t_capture)
                 continue
-            reuse, generate = self.degrader.decide(self.frames)
-            result = self.pipeline.process(frame, reuse_landmarks=reuse, generate=generate)
+            result = self.pipeline.finish(prepared)
             t_out = self.clock()
             self.sinks.send(result.image, frame.t_capture)
             t_end = self.clock()
@@ -155,8 +272,6 @@ class LiveLoop:
             if self.observer is not None:
                 self.observer(frame, result)
             self.frames += 1
-        self._t_end = self.clock()
-        return self.report()
 
     def _send_neutral(self) -> None:
         """Camera lost: keep the sinks alive with the target's neutral face at the
@@ -169,7 +284,8 @@ class LiveLoop:
 
     def _record(self, t_capture: float, t_start: float, t_out: float, t_end: float, result) -> None:
         s = self.stats
-        s.add("capture_wait", t_start - t_capture)
+        front = sum(result.timings.get(k, 0.0) for k in ("landmarks", "smoothing", "retarget", "sketch"))
+        s.add("capture_wait", t_start - t_capture - front)  # time not spent working on this frame before the generator
         for name in STAGES:
             s.add(name, result.timings.get(name, 0.0))
         s.add("output", t_end - t_out)
@@ -188,7 +304,8 @@ class LiveLoop:
             "engine": self.engine_name,
             "frames_out": self.frames,
             "frames_captured": captured if captured is not None else self.capture.delivered,
-            "frames_dropped": getattr(self.capture, "dropped", 0),
+            "frames_dropped": getattr(self.capture, "dropped", 0) + (self.front.dropped if self.front else 0),
+            "pipelined": self.pipelined,
             "frames_repeated": self.repeated,
             "frames_no_face": self.no_face,
             "frames_camera_lost": self.lost_frames,

@@ -183,6 +183,18 @@ class FrameResult:
     timings: dict[str, float]  # seconds per stage
 
 
+@dataclass
+class Prepared:
+    """A driver frame after the CPU half of the pipeline, ready for the generator."""
+
+    frame: Frame
+    driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
+    target_px: np.ndarray | None  # the target landmarks (source pixels), None before any face
+    sketch: np.ndarray | None  # (h, w, 3) uint8, the generator's input
+    generate: bool  # False: repeat the last output (a degradation step)
+    timings: dict[str, float]
+
+
 class Pipeline:
     """``process(frame)`` runs one driver frame through every stage.
 
@@ -251,8 +263,13 @@ class Pipeline:
         sketch = render_sketch(self.contract.framing.apply(self.target_neutral), self.contract.sketch)
         return self._disclose(self.compositor.compose(self.engine.infer(sketch))).copy()
 
-    # -- the frame
+    # -- the frame, in two halves: prepare (CPU: landmarks .. sketch) and finish
+    # (generator, composition). The pipelined loop runs them in two threads.
     def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> FrameResult:
+        return self.finish(self.prepare(frame, reuse_landmarks=reuse_landmarks, generate=generate))
+
+    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> "Prepared":
+        """Landmarks, smoothing, retargeting and the sketch of one driver frame."""
         clock, t = self.clock, {}
         t0 = clock()
         if reuse_landmarks and self._last_px is not None:
@@ -278,22 +295,30 @@ class Pipeline:
         target = self.face.blend(frame.t_capture, driven, self._last_target, self.target_neutral)
         t3 = clock()
         t["retarget"] = t3 - t2
+        sketch = None
+        if target is not None:
+            self._last_target = target
+            sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
+        t["sketch"] = clock() - t3
+        # A held frame (no sketch) reports the target it holds.
+        return Prepared(frame, px, target if target is not None else self._last_target, sketch, generate, t)
 
-        if target is None or (not generate and self._last_output is not None):
-            t.update(sketch=0.0, inference=0.0, compose=0.0)
-            return FrameResult(self._disclose(self._render_view(frame, self._last_output)), px is not None, False, self._last_target, self._last_sketch, None, px, t)
-        self._last_target = target
-        sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
+    def finish(self, p: "Prepared") -> FrameResult:
+        """The generator and composition for a prepared frame: the output that leaves."""
+        clock, t = self.clock, dict(p.timings)
+        if p.sketch is None or (not p.generate and self._last_output is not None):
+            t.update(inference=0.0, compose=0.0)
+            view = self._disclose(self._render_view(p.frame, self._last_output))
+            return FrameResult(view, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t)
         t4 = clock()
-        t["sketch"] = t4 - t3
-        generated = self.engine.infer(sketch)
+        generated = self.engine.infer(p.sketch)
         t5 = clock()
         t["inference"] = t5 - t4
         out = self.compositor.compose(generated)
-        self._last_output, self._last_sketch, self._last_crop = out, sketch, generated
-        view = self._disclose(self._render_view(frame, out))
+        self._last_output, self._last_sketch, self._last_crop = out, p.sketch, generated
+        view = self._disclose(self._render_view(p.frame, out))
         t["compose"] = clock() - t5
-        return FrameResult(view, px is not None, True, target, sketch, generated, px, t)
+        return FrameResult(view, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t)
 
     def _render_view(self, frame: Frame, output: np.ndarray | None) -> np.ndarray:
         if output is None:

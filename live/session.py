@@ -78,7 +78,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
                 reopen: Callable[[], FrameSource] | None = None, max_frames: int | None = None,
                 json_path: str | Path | None = None, mode: Mode = Mode.OUTPUT, gain: float = 1.0,
                 log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None,
-                fidelity_every: int = 0, observer: Callable | None = None) -> dict:
+                fidelity_every: int = 0, observer: Callable | None = None, degrade: bool = True) -> dict:
     """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q').
 
     ``fidelity_every`` > 0 keeps every n-th generated face and, after the run (outside
@@ -87,7 +87,11 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     model_dir, why = choose_model_dir(model_dir, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
     log(f"model: {model_dir} ({why})")
     model = load_model_dir(model_dir)
-    engine = create_engine(model, cfg.live.engine, log=log)
+    if cfg.live.opencv_threads:
+        import cv2
+
+        cv2.setNumThreads(cfg.live.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
+    engine = create_engine(model, cfg.live.engine, log=log, cpu_threads=cfg.live.cpu_threads)
     detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
                                 min_presence=cfg.landmarks.min_presence)
     pipeline = Pipeline(model, engine, detector, live=cfg.live, landmarks=cfg.landmarks,
@@ -109,7 +113,8 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
 
     loop = LiveLoop(capture, pipeline, fan, budget_ms=cfg.live.budget_ms, fps=getattr(source, "fps", 30.0),
                     clock=time.monotonic, log=log, engine_name=engine.name,  # the clock frames are stamped with
-                    observer=observe if (fidelity_every > 0 or observer is not None) else None)
+                    observer=observe if (fidelity_every > 0 or observer is not None) else None, pipelined=cfg.live.pipelined,
+                    degrade=degrade)
     for sink in sinks:
         if isinstance(sink, WindowSink):
             sink.on_key = loop.handle_key

@@ -25,6 +25,21 @@ class FakeClock:
         self.t += max(dt, 0.0)
 
 
+class WallClock:
+    """Real time with FakeClock's interface: for tests whose stages run in threads
+    (a fake clock shared by two threads would race). ``t`` is ignored."""
+
+    t = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    now = __call__
+
+    def sleep(self, dt: float) -> None:
+        time.sleep(max(dt, 0.0))
+
+
 class FakeEngine:
     """Returns a flat image whose value is the sketch's mean (so outputs differ when
     sketches do), and spends ``cost`` seconds of fake time."""

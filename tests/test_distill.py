@@ -133,6 +133,15 @@ def test_cli_puts_the_student_beside_its_teacher(puppet_dataset, tiny_model, tmp
     assert main(["train", str(puppet_dataset), "--quiet"]) == 2  # neither --out nor --teacher
 
 
+def test_demo_trains_the_cpu_preset_without_a_gpu():
+    from live.cli import demo_preset
+
+    assert demo_preset(None, gpu=False)[0] == "cpu" and demo_preset(None, gpu=True)[0] == "full"
+    assert demo_preset("full", gpu=False)[0] == "full"
+    cpu = ModelConfig(**PRESETS["cpu"])
+    assert cpu.size >= 256 and cpu.ngf < ModelConfig(**PRESETS["full"]).ngf  # issue 10: at least 256x256 on the CPU
+
+
 def test_presets_apply_over_the_file_and_under_set(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("[model]\nngf = 48\nsize = 512\n")

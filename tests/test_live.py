@@ -17,25 +17,26 @@ from live.sinks import FanOut, MemorySink, SinkError, VirtualCameraSink
 from live.sources import DRIVER_SHAPE, Frame, PuppetSource, SourceError
 from models.artifact import load_model_dir
 from models.config import LandmarksConfig, LiveConfig
-from tests.fakes import FakeClock, FakeEngine, ScriptedDetector, StampedSource, puppet_script
+from tests.fakes import FakeClock, FakeEngine, ScriptedDetector, StampedSource, WallClock, puppet_script
 
 OUT = (160, 90)
 
 
 def make_loop(model_dir, clock, *, script=None, source=None, capture=None, engine_cost=0.005, budget_ms=33.0,
-              sinks=None, hold=0.5, ease=0.4, smoothing=False):
+              sinks=None, hold=0.5, ease=0.4, smoothing=False, detector_cost=0.003, pipelined=False):
     model = load_model_dir(model_dir)
     spec = model.contract.sketch
     engine = FakeEngine((spec.height, spec.width, 3), clock, engine_cost)
     src = source or StampedSource(clock)
-    detector = ScriptedDetector(script or puppet_script(src.size), src.size, clock)
+    detector = ScriptedDetector(script or puppet_script(src.size), src.size, clock, detector_cost)
     pipe = Pipeline(model, engine, detector, live=LiveConfig(neutral_seconds=0.2), landmarks=LandmarksConfig(smoothing=smoothing),
                     out_size=OUT, clock=clock)
     pipe.face.hold_s, pipe.face.ease_s = hold, ease
     sink = MemorySink(clock)
     fan = FanOut([sink] + (sinks or []), log=lambda s: None)
     logs: list[str] = []
-    loop = LiveLoop(capture or SyncCapture(src), pipe, fan, budget_ms=budget_ms, fps=30.0, clock=clock, sleep=clock.sleep, log=logs.append)
+    loop = LiveLoop(capture or SyncCapture(src), pipe, fan, budget_ms=budget_ms, fps=30.0, clock=clock, sleep=clock.sleep, log=logs.append,
+                    pipelined=pipelined)
     return loop, sink, engine, detector, src, logs
 
 
@@ -92,7 +93,8 @@ def test_no_face_holds_then_eases_to_neutral_and_back(tiny_model):
     assert res[110].face and np.abs(res[110].target_px - pipe._retargeter().retarget(face(110))).max() < 1e-3
 
 
-def test_camera_loss_keeps_the_sinks_alive_and_recovers(tiny_model):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_camera_loss_keeps_the_sinks_alive_and_recovers(tiny_model, pipelined):
     clock = FakeClock()
     first = StampedSource(clock, frames=10**6, fail_at=10, pace=0.01)
     second = StampedSource(clock, frames=10**6, pace=0.01)
@@ -105,7 +107,7 @@ def test_camera_loss_keeps_the_sinks_alive_and_recovers(tiny_model):
         return second
 
     capture = ThreadedCapture(first, reopen=reopen, retry_s=0.05, log=lambda s: None)
-    loop, sink, _, _, _, logs = make_loop(tiny_model, clock, source=first, capture=capture)
+    loop, sink, _, _, _, logs = make_loop(tiny_model, clock, source=first, capture=capture, pipelined=pipelined)
     loop.sleep = lambda dt: time.sleep(0.01)  # neutral frames go out at a steady rate while the camera is away
     report = loop.run(max_frames=25)
     capture.close()
@@ -148,6 +150,57 @@ def test_over_budget_degrades_in_steps_and_recovers(tiny_model):
     assert levels[0] == "reuse-landmarks" and levels[-1] == "normal"
     assert detector.calls - detections_before < 400 - 120  # landmarks were reused on some frames
     assert set(levels) <= set(LEVELS)
+
+
+def test_pipelined_loop_overlaps_landmarks_with_generation_and_keeps_every_frame(tiny_model):
+    """Flat out from a file (a lossless capture): the pipelined loop outputs every
+    frame, in order, each stamped with its own capture time, and the landmarks of one
+    frame overlap the generator's work on the previous one."""
+    runs = {}
+    for pipelined in (False, True):
+        clock = WallClock()
+        loop, sink, engine, detector, _, _ = make_loop(tiny_model, clock, source=StampedSource(clock, frames=40),
+                                                       detector_cost=0.02, engine_cost=0.02, budget_ms=1000, pipelined=pipelined)
+        report = loop.run()
+        assert report["frames_out"] == 40 == len(sink.frames) == engine.calls == detector.calls
+        assert report["frames_dropped"] == 0 and report["pipelined"] is pipelined
+        assert np.all(np.diff(sink.t_capture) > 0)
+        e2e = np.array(sink.t_sent) - np.array(sink.t_capture)
+        assert e2e.min() >= 0.04  # from each frame's own capture: both stages' work is in it
+        runs[pipelined] = report["duration_s"]
+    assert runs[True] < 0.8 * runs[False], runs  # ~0.8 s of sleeps in each stage overlap: ~0.8 s instead of ~1.6 s
+
+
+def test_pipelined_loop_drops_stale_frames_between_stages_and_stays_fresh(tiny_model):
+    """A camera faster than the generator: the newest prepared frame wins, drops are
+    counted, latency stays bounded."""
+    clock = WallClock()
+    src = StampedSource(clock, frames=10**6, pace=0.004)
+    capture = ThreadedCapture(src, log=lambda s: None)
+    loop, sink, engine, _, _, _ = make_loop(tiny_model, clock, source=src, capture=capture, detector_cost=0.002,
+                                            engine_cost=0.03, budget_ms=1000, pipelined=True)
+    report = loop.run(max_frames=20)
+    capture.close()
+    assert report["frames_out"] == 20 and np.all(np.diff(sink.t_capture) > 0)
+    assert report["frames_dropped"] > 40  # ~8 frames arrive per generator call
+    assert report["frames_dropped"] == capture.dropped + loop.front.dropped
+    e2e = np.array(sink.t_sent) - np.array(sink.t_capture)
+    assert np.percentile(e2e, 90) < 0.1  # one generator call and a little, never a queue
+
+
+def test_an_error_in_the_landmarks_stage_stops_the_pipelined_loop(tiny_model):
+    clock = WallClock()
+    face = puppet_script()
+
+    def script(i):
+        if i == 5:
+            raise RuntimeError("detector crashed on frame 5")
+        return face(i)
+
+    loop, *_ = make_loop(tiny_model, clock, script=script, source=StampedSource(clock, frames=40), pipelined=True)
+    with pytest.raises(RuntimeError, match="frame 5"):
+        loop.run()
+    assert not loop.front._thread.is_alive()
 
 
 def test_newest_frame_wins_and_latency_stays_bounded():

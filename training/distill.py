@@ -8,8 +8,8 @@ architecture (``--preset cpu`` picks the measured CPU preset) on two kinds of pa
 * *teacher pairs*: a sketch and the teacher's rendering of it, learnt with weighted L1
   (``train.teacher_l1``). The sketches are the dataset's training frames plus driver
   faces retargeted onto the target: expressions and head poses that the target's own
-  clip may lack. With no ``--drivers``, the embedded puppet driver's scripted
-  expressions (jaw, smile, blink, brows, head turns) are used.
+  clip may lack. The driver ``puppet`` (the default) is the embedded puppet driver's
+  scripted expressions: jaw, smile, blink, brows, head turns.
 
 The student keeps the teacher's contract (sketch spec, framing, neutral): the teacher
 pairs are drawn with it, and training refuses a dataset whose contract differs.
@@ -38,6 +38,7 @@ from training.data import Augment, PairSet, to_images, to_tensor
 DRIVER_STRIDE = 2  # every 2nd driver frame: neighbours at 30 fps add little
 PUPPET_SECONDS = 40.0  # the default driver: this much of the puppet's script at 15 fps
 CACHE = "teacher_pairs.npz"
+PUPPET = "puppet"  # as a driver name: the embedded puppet driver's script
 
 
 class DistillError(RuntimeError):
@@ -125,7 +126,7 @@ def teacher_pairs(teacher: ModelDir, trainset: PairSet, dataset_key: str, *, dri
                   log: Callable[[str], None] = print) -> PairSet:
     """The teacher's renderings of the dataset's training faces and of the driver clips
     retargeted onto the target, as a PairSet with the student's augmentation.
-    ``drivers``: video paths, or [] for the embedded puppet driver."""
+    ``drivers``: video paths and/or "puppet" (the embedded puppet driver); [] = ["puppet"]."""
     key = _cache_key(teacher, dataset_key, drivers)
     cache = out / CACHE
     if cache.is_file():
@@ -135,7 +136,7 @@ def teacher_pairs(teacher: ModelDir, trainset: PairSet, dataset_key: str, *, dri
                 return _pairs(z["source_px"], z["photos"], teacher, trainset, augment, seed)
         log(f"{cache} was made for another teacher, dataset or driver list; rendering again")
     neutral = teacher.contract.neutral_px
-    clips = [(Path(d).name, video_faces(d)) for d in drivers] or [("the puppet driver", puppet_faces())]
+    clips = [(PUPPET, puppet_faces()) if d == PUPPET else (Path(d).name, video_faces(d)) for d in drivers or [PUPPET]]
     driven = [retarget_onto(faces, neutral) for _, faces in clips]
     for (name, faces), _ in zip(clips, driven):
         log(f"teacher pairs: {len(faces)} faces retargeted from {name}")
