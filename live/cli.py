@@ -68,8 +68,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export
 
-    export(args.model_dir)
-    print(f"exported {args.model_dir}: generator_fp16.onnx (GPU) and generator_fp32.onnx (CPU)")
+    from live.engines import CPU_TIER
+
+    dirs = [Path(args.model_dir)] + [p for p in [Path(args.model_dir) / CPU_TIER] if (p / "model.json").is_file()]
+    for d in dirs:  # the model, and its CPU tier when it has one
+        export(d)
+        print(f"exported {d}: generator_fp16.onnx (GPU) and generator_fp32.onnx (CPU)")
     return 0
 
 
@@ -332,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'puppet' is the embedded puppet driver (the default)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("export", parents=[common], help="write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity")
+    e = sub.add_parser("export", parents=[common], help="write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity (also for MODEL_DIR/cpu)")
     e.add_argument("model_dir", metavar="MODEL_DIR")
     e.set_defaults(func=cmd_export)
 

@@ -130,6 +130,8 @@ def test_cli_puts_the_student_beside_its_teacher(puppet_dataset, tiny_model, tmp
     assert main(args) == 0
     student = load_model_dir(teacher / "cpu")
     assert student.generator_config == {**student.generator_config, "ngf": 4, "upsample": "resize"}
+    assert main(["export", str(teacher), "--quiet"]) == 0  # exports the model and its CPU tier
+    assert "generator_fp32.onnx" in load_model_dir(teacher / "cpu").meta["files"]
     assert main(["train", str(puppet_dataset), "--quiet"]) == 2  # neither --out nor --teacher
 
 

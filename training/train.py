@@ -300,11 +300,10 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         teacher_dir.contract.require_same(contract, f"dataset {dataset_dir} (at the teacher's size)")
         teacher_info = {"path": str(Path(teacher).resolve()), "model_id": teacher_dir.meta.get("model_id"),
                         "drivers": [d if d == "puppet" else str(Path(d).resolve()) for d in drivers]}
-        if main_process:
-            taughtset = teacher_pairs(teacher_dir, trainset, manifest["build_key"], drivers=teacher_info["drivers"], out=out,
-                                      device=device, augment=augment, seed=cfg.seed, progress=progress, log=log)
         if world > 1:
             raise TrainError("distillation runs in one process; start it without torchrun")
+        taughtset = teacher_pairs(teacher_dir, trainset, manifest["build_key"], drivers=teacher_info["drivers"], out=out,
+                                  device=device, augment=augment, seed=cfg.seed, progress=progress, log=log)
 
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     G = UNetGenerator(ucfg).to(device)
