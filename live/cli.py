@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", parents=[common], help="run the whole chain on the embedded synthetic puppet")
     dm.add_argument("--out", default="runs/demo", metavar="DIR")
     dm.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic target clip")
-    dm.add_argument("--steps", type=int, default=600, help="training steps")
+    dm.add_argument("--steps", type=int, default=500, help="training steps")
     dm.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: cpu without a CUDA GPU, else full)")
     dm.add_argument("--drive-seconds", type=float, default=12.0, help="length of the driven video")
     dm.add_argument("--driver-seed", type=int, default=23)

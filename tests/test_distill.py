@@ -70,6 +70,22 @@ def test_driven_faces_follow_the_driver_on_the_target(tiny_model):
     assert np.corrcoef(d_open, t_open)[0, 1] > 0.95
 
 
+def test_driver_videos_are_read_with_face_mesh(tmp_path):
+    """A driver clip's faces are found on every 2nd frame and follow the driver."""
+    from live.sources import DRIVER_SHAPE, PuppetSource, write_video
+    from training.distill import video_faces
+
+    src = PuppetSource(seed=5, shape=DRIVER_SHAPE, size=(256, 256), frames=90)
+    clip = tmp_path / "driver.mp4"
+    write_video(clip, (f.image for f in src), 30.0)
+    faces = video_faces(clip)
+    assert faces.shape == (45, 478, 3) and faces.dtype == np.float32
+    truth = np.stack([src.points(i) for i in range(0, 90, 2)])
+    seen = np.array([expression(f).mouth_open for f in faces])
+    real = np.array([expression(f).mouth_open for f in truth])
+    assert np.corrcoef(seen, real)[0, 1] > 0.9
+
+
 def test_student_learns_towards_the_teacher(puppet_dataset, tiny_model, tmp_path):
     """With only the teacher loss on, the student's output moves to the teacher's."""
     cfg = dict(lambda_gan=0.0, lambda_fm=0.0, lambda_l1=0.0, teacher_l1=100.0, augment=False, lr=2e-3)

@@ -75,7 +75,7 @@ def video_faces(path: str | Path, *, stride: int = DRIVER_STRIDE, detector=None)
             if n % stride == 0:
                 lm = detector.detect(frame)
                 if lm is not None:
-                    faces.append(lm.pixels)
+                    faces.append(lm.pixels())
             n += 1
     finally:
         cap.release()
