@@ -88,6 +88,19 @@ CPU_TIER = "cpu"  # MODEL_DIR/cpu: the distilled CPU model (`reenact train DATAS
 GPU_ENGINES = ("torch-cuda", "ort-cuda", "ort-tensorrt")
 
 
+SMALL_MODEL = 10_000_000  # generator parameters up to which a model is already CPU-sized (the cpu preset: 2.45 M)
+
+
+def _parameters(model_dir: Path) -> float:
+    """The generator's parameter count from model.json (inf when unknown)."""
+    import json
+
+    try:
+        return float(json.loads((model_dir / "model.json").read_text())["parameters"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bool) -> tuple[Path, str]:
     """Which model directory live loads from ``path``: the full model, or its CPU tier
     (``path/cpu``) when no GPU engine will run. ``engine`` and ``tier`` are the
@@ -106,7 +119,9 @@ def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bo
     if engine in GPU_ENGINES:
         return p, f"live.engine = {engine} runs the full-size model"
     if not has_cpu:
-        return p, ("the model has no CPU tier" + ("" if gpu else f"; with no NVIDIA GPU a full-size model is slow: {make}"))
+        if gpu or _parameters(p) <= SMALL_MODEL:
+            return p, "the model itself" + ("" if gpu else " (small enough for CPU cores)")
+        return p, f"the model has no CPU tier; with no NVIDIA GPU a full-size model is slow: {make}"
     if engine != "auto":
         return cpu, f"live.engine = {engine}: its CPU model"
     if gpu:

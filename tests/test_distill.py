@@ -198,7 +198,15 @@ def test_live_loads_the_tier_that_fits_the_machine(tmp_path, engine, tier, gpu, 
 
 def test_a_model_without_a_cpu_tier_says_how_to_make_one(tmp_path):
     full = make_tiers(tmp_path, cpu=False)
+    (full / "model.json").write_text('{"parameters": 54400000}')
     chosen, why = choose_model_dir(full, engine="auto", tier="auto", gpu=False)
     assert chosen == full and "--teacher" in why
     with pytest.raises(ArtifactError, match="--teacher"):
         choose_model_dir(full, engine="auto", tier="cpu", gpu=False)
+
+
+def test_a_small_model_needs_no_cpu_tier(tmp_path):
+    small = make_tiers(tmp_path, cpu=False)
+    (small / "model.json").write_text('{"parameters": 2450000}')
+    chosen, why = choose_model_dir(small, engine="auto", tier="auto", gpu=False)
+    assert chosen == small and "--teacher" not in why and "small enough" in why
