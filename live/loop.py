@@ -44,6 +44,7 @@ class Degrader:
     recover: float = 0.7
     alpha: float = 0.2
     level: int = 0
+    enabled: bool = True  # off: measure capacity flat out, never trade frames for latency
     ema: float | None = None
     _over: int = 0
     _under: int = 0
@@ -53,8 +54,6 @@ class Degrader:
         """(reuse_landmarks, generate) for frame number ``index``."""
         odd = index % 2 == 1
         return (self.level >= 1 and odd, not (self.level >= 2 and odd))
-
-    enabled: bool = True  # off: measure capacity flat out, never trade frames for latency
 
     def update(self, index: int, e2e_s: float) -> None:
         if not self.enabled:

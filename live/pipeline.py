@@ -190,8 +190,7 @@ class Prepared:
     frame: Frame
     driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     target_px: np.ndarray | None  # the target landmarks (source pixels), None before any face
-    sketch: np.ndarray | None  # (h, w, 3) uint8, the generator's input
-    generate: bool  # False: repeat the last output (a degradation step)
+    sketch: np.ndarray | None  # (h, w, 3) uint8, the generator's input; None: repeat the last output
     timings: dict[str, float]
 
 
@@ -298,15 +297,16 @@ class Pipeline:
         sketch = None
         if target is not None:
             self._last_target = target
-            sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
+            if generate or self._last_output is None:  # a frame the generator skips (degraded) needs no sketch
+                sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
         t["sketch"] = clock() - t3
-        # A held frame (no sketch) reports the target it holds.
-        return Prepared(frame, px, target if target is not None else self._last_target, sketch, generate, t)
+        # A held or skipped frame (no sketch) reports the target it holds.
+        return Prepared(frame, px, target if target is not None else self._last_target, sketch, t)
 
     def finish(self, p: "Prepared") -> FrameResult:
         """The generator and composition for a prepared frame: the output that leaves."""
         clock, t = self.clock, dict(p.timings)
-        if p.sketch is None or (not p.generate and self._last_output is not None):
+        if p.sketch is None:  # held (no face yet back) or skipped by the degrader: repeat the last output
             t.update(inference=0.0, compose=0.0)
             view = self._disclose(self._render_view(p.frame, self._last_output))
             return FrameResult(view, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t)

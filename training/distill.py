@@ -101,17 +101,17 @@ def retarget_onto(faces: np.ndarray, target_neutral: np.ndarray) -> np.ndarray:
     return np.stack([r.retarget(f) for f in faces]).astype(np.float32)
 
 
-@torch.no_grad()
 def render_with(G: torch.nn.Module, source_px: np.ndarray, framing: Framing, spec: SketchSpec, device: torch.device,
                 *, batch: int = 8, progress: bool = False) -> np.ndarray:
     """The generator's photos for faces (N, 478, 3) source px: (N, H, W, 3) uint8 BGR."""
     from tqdm import tqdm
 
-    G.eval()
+    from training.train import generate
+
     out = np.empty((len(source_px), spec.height, spec.width, 3), np.uint8)
     for i in tqdm(range(0, len(source_px), batch), desc="teacher", unit="batch", disable=not progress, dynamic_ncols=True):
         sketches = np.stack([render_sketch(framing.apply(p), spec) for p in source_px[i : i + batch]])
-        out[i : i + batch] = to_images(G(to_tensor(sketches).to(device)))
+        out[i : i + batch] = to_images(generate(G, to_tensor(sketches), device, batch))
     return out
 
 

@@ -295,11 +295,11 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         contract.require_same(Contract.from_dict(ckpt["contract"]), "checkpoint")
     taughtset, teacher_info = None, None
     if teacher_dir is not None:
-        from training.distill import teacher_pairs
+        from training.distill import PUPPET, teacher_pairs
 
         teacher_dir.contract.require_same(contract, f"dataset {dataset_dir} (at the teacher's size)")
         teacher_info = {"path": str(Path(teacher).resolve()), "model_id": teacher_dir.meta.get("model_id"),
-                        "drivers": [d if d == "puppet" else str(Path(d).resolve()) for d in drivers]}
+                        "drivers": [d if d == PUPPET else str(Path(d).resolve()) for d in drivers]}
         if world > 1:
             raise TrainError("distillation runs in one process; start it without torchrun")
         taughtset = teacher_pairs(teacher_dir, trainset, manifest["build_key"], drivers=teacher_info["drivers"], out=out,
