@@ -120,7 +120,7 @@ def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bo
         return p, f"live.engine = {engine} runs the full-size model"
     if not has_cpu:
         if gpu or _parameters(p) <= SMALL_MODEL:
-            return p, "the model itself" + ("" if gpu else " (small enough for CPU cores)")
+            return p, "the model itself" + ("" if gpu else ", small enough for CPU cores")
         return p, f"the model has no CPU tier; with no NVIDIA GPU a full-size model is slow: {make}"
     if engine != "auto":
         return cpu, f"live.engine = {engine}: its CPU model"
