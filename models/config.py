@@ -7,18 +7,33 @@ out-of-range values raise ``ConfigError`` naming the key, the value and what is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Callable, get_type_hints
+
+from models.errors import ConfigError
+
+__all__ = ["ConfigError", "Config", "load_config", "PRESETS", "SECTIONS"]
 
 
-class ConfigError(ValueError):
-    """A bad setting. The message names the key, the value and what is allowed."""
+def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None, doc: str = "",
+       check: Callable[[Any], str | None] | None = None) -> Any:
+    """A setting: default, allowed range or choices, and an optional ``check`` that
+    returns what is wrong with a value (None when it is fine)."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc, "check": check})
 
 
-def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None, doc: str = "") -> Any:
-    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+def _badge_text(text: str) -> str | None:
+    """The badge font (OpenCV's Hershey) draws printable ASCII only."""
+    if not text.strip():
+        return "must not be empty or blank: the badge tells viewers the face is AI-generated"
+    if not all(32 <= ord(c) < 127 for c in text):
+        return "must be printable ASCII (letters, digits, punctuation): the badge font draws nothing else"
+    if len(text) > 40:
+        return "must be at most 40 characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,7 @@ class LiveConfig:
 class OutputConfig:
     width: int = _f(1280, lo=64, hi=7680)
     badge: bool = _f(True, doc="the visible AI-generated label; turning it off is logged")
-    badge_text: str = _f("AI-generated")
+    badge_text: str = _f("AI-generated", check=_badge_text)
     badge_position: str = _f("bottom-right", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
     badge_size: float = _f(0.04, lo=0.015, hi=0.2, doc="text height as a fraction of the frame height")
     badge_opacity: float = _f(0.85, lo=0.3, hi=1.0, doc="the badge cannot be made fainter than 0.3")
@@ -190,11 +205,16 @@ def _check(key: str, value: Any, typ: type, meta: dict) -> Any:
         value, ok = float(value), True
     if not ok:
         raise ConfigError(f"{key} = {value!r}: must be {_TYPE_NAMES[typ]}, got {type(value).__name__}")
+    if typ is float and not math.isfinite(value):  # NaN passes every range comparison
+        raise ConfigError(f"{key} = {value!r}: must be a finite number")
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(map(repr, choices))}")
     if lo is not None and value < lo or hi is not None and value > hi:
         raise ConfigError(f"{key} = {value!r}: must be between {lo} and {hi}")
+    problem = meta["check"](value) if meta.get("check") else None
+    if problem:
+        raise ConfigError(f"{key} = {value!r}: {problem}")
     return value
 
 
@@ -230,10 +250,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, pr
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {str(p)!r} is a directory, not a settings file")
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            raw = tomllib.loads(p.read_text())
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as UTF-8 TOML") from None
+        except OSError as e:
+            raise ConfigError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
     if preset is not None:
