@@ -16,22 +16,22 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from models.files import atomic_write_text, confined, sha256_file
 from models.framing import Framing
 from models.sketch import SketchSpec
+from models.errors import ModelError
 
 FORMAT = "reenact-model"
 VERSION = 1
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(ModelError):
     """A model directory is missing, damaged or does not match; the message names the problem."""
 
 
@@ -49,21 +49,29 @@ class Contract:
 
     @staticmethod
     def from_dict(d: dict) -> "Contract":
+        """Rebuild a contract from an untrusted record; ArtifactError names what is wrong."""
+        if not isinstance(d, dict):
+            raise ArtifactError(f"the contract record is a {type(d).__name__}, not an object")
         try:
             spec = SketchSpec.from_dict(d["sketch_spec"])
-        except ValueError as e:
-            raise ArtifactError(f"sketch spec: {e}; re-export the model with this version of reenact") from None
         except KeyError as e:
             raise ArtifactError(f"contract lacks {e}") from None
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ArtifactError(f"sketch spec: {e}; re-export the model with this version of reenact") from None
         if spec.hash != d.get("sketch_hash"):
             raise ArtifactError(f"sketch hash mismatch: recorded {d.get('sketch_hash')!r}, this renderer gives {spec.hash!r} for the same spec")
         try:
             framing = Framing.from_dict(d["framing"])
+        except KeyError as e:
+            raise ArtifactError(f"contract lacks {e}") from None
         except ValueError as e:
             raise ArtifactError(str(e)) from None
-        neutral = np.asarray(d.get("neutral_px"), dtype=np.float32)
-        if neutral.shape != (478, 3):
-            raise ArtifactError(f"target neutral must be 478x3 points, got shape {neutral.shape}")
+        try:
+            neutral = np.asarray(d.get("neutral_px"), dtype=np.float32)
+        except (TypeError, ValueError):
+            neutral = np.zeros(0, np.float32)
+        if neutral.shape != (478, 3) or not np.isfinite(neutral).all():
+            raise ArtifactError(f"target neutral must be 478x3 finite points, got shape {neutral.shape}")
         if (spec.width, spec.height) != tuple(framing.out_size):
             raise ArtifactError(f"sketch size {spec.width}x{spec.height} differs from the framing's {framing.out_size}")
         return Contract(framing, spec, neutral)
@@ -79,23 +87,6 @@ class Contract:
             problems.append("target neutral face differs")
         if problems:
             raise ArtifactError(f"the {what} has another input contract: " + "; ".join(problems))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_model_json(model_dir: Path, meta: dict, files: list[str]) -> dict:
@@ -122,25 +113,53 @@ class ModelDir:
         return self.meta["generator"]
 
 
-def load_model_dir(path: str | Path, *, verify: bool = True) -> ModelDir:
-    """Open and verify a model directory. ``verify`` checks every file's sha256."""
+def check_model_path(path: str | Path) -> Path:
+    """``path`` as a model directory that exists, or ArtifactError saying what it is instead."""
     p = Path(path)
+    if p.is_file():
+        raise ArtifactError(f"model directory {str(p)!r} is a file, not a directory: give the folder that holds model.json")
     if not p.is_dir():
         raise ArtifactError(f"model directory {str(p)!r} does not exist")
+    return p
+
+
+def read_model_json(p: Path) -> dict:
+    """model.json of a model directory, checked to be a reenact model record."""
     mj = p / "model.json"
     if not mj.is_file():
         raise ArtifactError(f"{str(p)!r} is not a reenact model (no model.json): train one with `reenact train DATASET --out {p}`")
     try:
-        meta = json.loads(mj.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(mj.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{mj} is corrupt: {e}") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{mj} is corrupt: it holds a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
         raise ArtifactError(f"{mj} is not a reenact model file (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
         raise ArtifactError(f"{mj} has format version {meta.get('version')!r}; this reenact reads version {VERSION}")
-    contract = Contract.from_dict(meta.get("contract", {}))
-    for name, rec in meta.get("files", {}).items():
-        f = p / name
+    for key, kind in (("files", dict), ("contract", dict), ("generator", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise ArtifactError(f"{mj} is corrupt: its {key!r} entry is missing or not a {kind.__name__}")
+    return meta
+
+
+def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str, ...] = ()) -> ModelDir:
+    """Open and verify a model directory. ``verify`` checks every file's sha256;
+    ``rebuild`` names files the caller is about to write again (``export`` and its ONNX
+    files), which are then not checked, so a damaged one can be repaired."""
+    p = check_model_path(path)
+    meta = read_model_json(p)
+    contract = Contract.from_dict(meta["contract"])
+    for name, rec in meta["files"].items():
+        try:
+            f = confined(p, name)
+        except ValueError as e:
+            raise ArtifactError(f"{p / 'model.json'} lists a file outside the model directory: {e}") from None
+        if name in rebuild:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("bytes"), int) or not isinstance(rec.get("sha256"), str):
+            raise ArtifactError(f"{p / 'model.json'} is corrupt: the record of {name} lacks its size or sha256")
         if not f.is_file():
             raise ArtifactError(f"{f} is missing")
         if f.stat().st_size != rec["bytes"]:
@@ -151,14 +170,24 @@ def load_model_dir(path: str | Path, *, verify: bool = True) -> ModelDir:
 
 
 def load_generator(model: ModelDir, device="cpu"):
-    """The generator of a model directory, in eval mode, fp32."""
+    """The generator of a model directory, in eval mode, fp32. The weights are loaded
+    with ``weights_only=True``: a model directory is untrusted, and unpickling
+    anything but tensors and plain types could run code from it."""
     import torch
 
     from models.unet import UNetConfig, UNetGenerator
 
-    g = UNetGenerator(UNetConfig(**model.generator_config))
-    state = torch.load(model.file("generator.pt"), map_location="cpu", weights_only=True)
-    g.load_state_dict(state)
+    path = model.file("generator.pt")
+    try:
+        g = UNetGenerator(UNetConfig(**model.generator_config))
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{model.path / 'model.json'}: its generator settings are invalid ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        g.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - unpickling refused, wrong keys or shapes: all mean a bad file
+        raise ArtifactError(f"{path} is not a usable generator for this model ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200]})") from None
     return g.eval().to(device)
 
 

@@ -64,9 +64,14 @@ class Framing:
     @staticmethod
     def from_dict(d: dict) -> "Framing":
         try:
-            return Framing(tuple(int(v) for v in d["source_size"]), tuple(float(v) for v in d["crop"]), tuple(int(v) for v in d["out_size"]))
+            f = Framing(tuple(int(v) for v in d["source_size"]), tuple(float(v) for v in d["crop"]), tuple(int(v) for v in d["out_size"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"framing record is malformed ({e}): {d!r}") from None
+            raise ValueError(f"framing record is malformed ({e}): {str(d)[:200]}") from None
+        ok = (len(f.source_size) == 2 and len(f.crop) == 4 and len(f.out_size) == 2 and min(f.source_size + f.out_size) > 0
+              and np.isfinite(f.crop).all() and min(f.crop[2:]) > 0)
+        if not ok:
+            raise ValueError(f"framing record is malformed: {str(d)[:200]}")
+        return f
 
 
 def output_size(height: int, aspect: float, multiple: int) -> tuple[int, int]:

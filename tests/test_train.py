@@ -57,7 +57,8 @@ def test_interrupted_save_keeps_the_previous_checkpoint(puppet_dataset, tmp_path
     real_save = torch.save
 
     def disk_full(obj, f, *a, **k):
-        f.write(b"half a checkpoint")
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(train_mod.torch, "save", disk_full)

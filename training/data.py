@@ -39,6 +39,23 @@ def model_framing(dataset_framing: Framing, size: tuple[int, int]) -> Framing:
     return Framing(dataset_framing.source_size, dataset_framing.crop, size)
 
 
+def load_landmarks(root: Path, count: int) -> np.ndarray:
+    """The (count, 478, 3) source-pixel landmarks of a dataset's kept frames, checked."""
+    import zipfile
+
+    path = root / "landmarks.npz"
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; rebuild the dataset with `reenact dataset`")
+    try:
+        with np.load(path) as z:  # allow_pickle stays False: an untrusted file yields arrays or nothing
+            source_px = np.asarray(z["source_px"], np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the dataset") from None
+    if source_px.shape != (count, 478, 3) or not np.isfinite(source_px).all():
+        raise DatasetError(f"{path} holds {source_px.shape} landmarks, the manifest lists {count} frames of 478 points; rebuild the dataset")
+    return source_px
+
+
 class PairSet:
     """All kept frames of one split, resized to the model size, with their landmarks.
 
@@ -51,7 +68,10 @@ class PairSet:
         root = Path(root)
         manifest = load_manifest(root)
         self.manifest = manifest
-        ds_framing = Framing.from_dict(manifest["framing"])
+        try:
+            ds_framing = Framing.from_dict(manifest["framing"])
+        except ValueError as e:
+            raise DatasetError(f"{root / 'manifest.json'} is damaged: {e}") from None
         size = (spec.width, spec.height)
         if spec.height > ds_framing.out_size[1]:
             raise DatasetError(f"the model is {spec.height} px tall but the dataset's frames are {ds_framing.out_size[1]} px; "
@@ -61,7 +81,7 @@ class PairSet:
             picks = picks[:: max(1, len(picks) // limit)][:limit]
         if not picks:
             raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
-        lms = np.load(root / "landmarks.npz")
+        source_px = load_landmarks(root, len(manifest["samples"]))
         ids = [manifest["samples"][n]["id"] for n in picks]
         photos = []
         for sid in ids:
@@ -71,7 +91,7 @@ class PairSet:
             if img.shape[:2] != (spec.height, spec.width):
                 img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             photos.append(img)
-        self._setup(model_framing(ds_framing, size), spec, lms["source_px"][picks], np.stack(photos), ids,
+        self._setup(model_framing(ds_framing, size), spec, source_px[picks], np.stack(photos), ids,
                     seed=seed, augment=augment, mouth_weight=mouth_weight, eye_weight=eye_weight)
 
     def _setup(self, framing: Framing, spec: SketchSpec, source_px: np.ndarray, photos: np.ndarray, ids: list[str], *,

@@ -31,14 +31,13 @@ from models.landmarks import FaceMeshDetector, LandmarkDetector
 from models.retarget import estimate_neutral
 from models.sketch import SketchSpec, render_sketch
 from training.coverage import coverage_report, save_coverage_png
+from models.errors import DatasetError
+from models.files import confined, sha256_file
+from models.video import open_video
 
 MANIFEST_VERSION = 1
 BUILDER_VERSION = 2  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png)
 DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
-
-
-class DatasetError(RuntimeError):
-    """A dataset cannot be built; the message says what the user should do."""
 
 
 CONSENT_STATEMENT = ("I am the person shown in these videos, or I have that person's permission (or the rights to "
@@ -86,14 +85,6 @@ class _Probe:
     thumb: np.ndarray | None  # (48, 48) uint8 grey face crop, for duplicate detection
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _face_patch(gray: np.ndarray, px: np.ndarray, size: int) -> np.ndarray:
     """Square grey crop around the landmarks, resized to ``size``: a scale-free view
     of the face for sharpness and duplicate checks."""
@@ -107,22 +98,8 @@ def _face_patch(gray: np.ndarray, px: np.ndarray, size: int) -> np.ndarray:
 
 
 def _open(path: Path) -> tuple[cv2.VideoCapture, dict]:
-    if not path.exists():
-        raise DatasetError(f"video {str(path)!r} does not exist")
-    if not path.is_file():
-        raise DatasetError(f"{str(path)!r} is not a file")
-    cap = cv2.VideoCapture(str(path))
-    ok, first = cap.read() if cap.isOpened() else (False, None)
-    if not ok:
-        cap.release()
-        raise DatasetError(f"video {str(path)!r} cannot be decoded: it is not a video, is corrupt, or uses a codec OpenCV lacks")
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    info = {
-        "fps": float(cap.get(cv2.CAP_PROP_FPS)) or 30.0,
-        "size": [int(first.shape[1]), int(first.shape[0])],
-        "frames_reported": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-    }
-    return cap, info
+    cap, info = open_video(path, error=DatasetError)
+    return cap, {"fps": info.fps, "size": list(info.size), "frames_reported": info.frames_reported}
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -230,7 +207,7 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent
     if len(sizes) > 1:
         raise DatasetError(f"all target videos must have the same resolution (the framing is one crop); got {sorted(sizes)}")
 
-    hashes = [_file_sha256(p) for p in paths]
+    hashes = [sha256_file(p) for p in paths]
     settings = _settings(dataset, landmarks, sketch, model)
     build_key = hashlib.sha256(json.dumps({"inputs": hashes, "settings": settings, "version": MANIFEST_VERSION, "builder": BUILDER_VERSION,
                                            "target": consent_record["target"]}, sort_keys=True).encode()).hexdigest()[:16]
@@ -246,6 +223,25 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent
     if out.exists() and not existing.is_file() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{str(out)!r} exists and is not a reenact dataset; choose another --out or remove it")
 
+    partial = _start_partial(out)  # before the long landmark pass: an unwritable --out fails now, not after it
+    try:
+        manifest = _build(paths, infos, partial, dataset=dataset, landmarks=landmarks, sketch=sketch, model=model,
+                          detector_factory=detector_factory, progress=progress)
+        manifest.update(build_key=build_key, consent=consent_record, settings=settings,
+                        sources=[{"path": str(p.resolve()), "sha256": h, **info} for p, h, info in zip(paths, hashes, infos)])
+        manifest["samples"] = manifest.pop("samples")  # the long list last, for people reading the file
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _swap_into_place(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-built stays behind, whatever stopped the build
+        raise
+    return manifest
+
+
+def _build(paths: list[Path], infos: list[dict], root: Path, *, dataset: DatasetConfig, landmarks: LandmarksConfig,
+           sketch: SketchConfig, model: ModelConfig, detector_factory, progress: bool) -> dict:
+    """Both passes into ``root``: landmarks and selection, the clip-wide decisions, then
+    the pairs, landmarks.npz and the coverage report. Returns the manifest's facts."""
     t_start = time.monotonic()
     detector = detector_factory() if detector_factory else FaceMeshDetector(
         tracking=True, min_detection_confidence=landmarks.min_detection_confidence, min_presence=landmarks.min_presence)
@@ -254,7 +250,6 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent
     finally:
         detector.close()
     t_probe = time.monotonic() - t_start
-
     kept, drops = _select(probes, dataset)
     if not kept:
         faces = sum(p.px is not None for p in probes)
@@ -263,54 +258,45 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent
         raise DatasetError(f"all {len(probes)} frames were dropped ({', '.join(f'{k}: {v}' for k, v in drops.items())}); see the [dataset] settings in config.toml")
 
     faces_px = np.stack([probes[i].px for i in kept]).astype(np.float32)
-    multiple = 2 ** model.depth
     framing = choose_framing(faces_px, tuple(infos[0]["size"]), height=model.size, aspect=sketch.aspect,
-                             margin=sketch.margin, headroom=sketch.headroom, multiple=multiple)
+                             margin=sketch.margin, headroom=sketch.headroom, multiple=2 ** model.depth)
     spec = SketchSpec(framing.out_size[0], framing.out_size[1], sketch.line_width, sketch.fill_mouth)
     neutral = estimate_neutral(faces_px)
     splits = _split(probes, kept, dataset)
-
-    partial = out.parent / f".{out.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)  # left by an interrupted run
-    (partial / "frames").mkdir(parents=True)
-    (partial / "sketches").mkdir()
-    _write_pairs(paths, probes, kept, framing, spec, partial, progress)
-
-    samples = [{"id": f"{n:06d}", "video": probes[i].video, "frame": probes[i].frame, "split": s}
-               for n, (i, s) in enumerate(zip(kept, splits))]
-    np.savez_compressed(partial / "landmarks.npz", source_px=faces_px, framed_px=np.stack([framing.apply(f) for f in faces_px]),
+    _write_pairs(paths, probes, kept, framing, spec, root, progress)
+    np.savez_compressed(root / "landmarks.npz", source_px=faces_px, framed_px=np.stack([framing.apply(f) for f in faces_px]),
                         neutral_px=neutral)
     report = coverage_report(faces_px, neutral)
-    (partial / "coverage.json").write_text(json.dumps(report, indent=1))
-    save_coverage_png(report, partial / "coverage.png")
-
-    manifest = {
-        "format": "reenact-dataset",
-        "version": MANIFEST_VERSION,
-        "build_key": build_key,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "consent": consent_record,
-        "sources": [{"path": str(p.resolve()), "sha256": h, **info} for p, h, info in zip(paths, hashes, infos)],
-        "frames_total": len(probes),
-        "frames_kept": len(kept),
-        "dropped": drops,
-        "framing": framing.to_dict(),
-        "sketch_spec": spec.to_dict(),
-        "sketch_hash": spec.hash,
+    (root / "coverage.json").write_text(json.dumps(report, indent=1))
+    save_coverage_png(report, root / "coverage.png")
+    total_s = time.monotonic() - t_start
+    return {
+        "format": "reenact-dataset", "version": MANIFEST_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "frames_total": len(probes), "frames_kept": len(kept), "dropped": drops,
+        "framing": framing.to_dict(), "sketch_spec": spec.to_dict(), "sketch_hash": spec.hash,
         "neutral_px": np.round(neutral, 3).tolist(),
         "split": {"method": "contiguous time blocks", "block_seconds": dataset.val_block_seconds,
                   "train": splits.count("train"), "val": splits.count("val")},
         "coverage_warnings": report["warnings"],
-        "settings": settings,
-        "timing": {"landmark_pass_s": round(t_probe, 2), "total_s": round(time.monotonic() - t_start, 2),
+        "timing": {"landmark_pass_s": round(t_probe, 2), "total_s": round(total_s, 2),
                    "landmark_frames_per_s": round(len(probes) / max(t_probe, 1e-9), 2),
-                   "frames_per_s": round(len(probes) / max(time.monotonic() - t_start, 1e-9), 2)},
-        "samples": samples,
+                   "frames_per_s": round(len(probes) / max(total_s, 1e-9), 2)},
+        "samples": [{"id": f"{n:06d}", "video": probes[i].video, "frame": probes[i].frame, "split": s}
+                    for n, (i, s) in enumerate(zip(kept, splits))],
     }
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    _swap_into_place(partial, out)
-    return manifest
+
+
+def _start_partial(out: Path) -> Path:
+    """The hidden ``.NAME.partial`` directory the dataset is built in, fresh and empty."""
+    partial = out.parent / f".{out.name}.partial"
+    try:
+        if partial.exists():
+            shutil.rmtree(partial)  # left by an interrupted run
+        (partial / "frames").mkdir(parents=True)
+        (partial / "sketches").mkdir()
+    except OSError as e:
+        raise DatasetError(f"cannot write the dataset to {str(out)!r}: {e.strerror} ({e.filename})") from None
+    return partial
 
 
 PLATE_FRAMES = 31
@@ -364,15 +350,38 @@ def _swap_into_place(partial: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
+# Keys every manifest has, with their JSON types: a manifest that parses but lacks one is damaged.
+MANIFEST_KEYS = {"build_key": str, "framing": dict, "sketch_spec": dict, "neutral_px": list, "split": dict, "samples": list,
+                 "sources": list}
+
+
 def load_manifest(root: str | Path) -> dict:
-    """Read a dataset's manifest, with a clear error when it is not a dataset."""
-    path = Path(root) / "manifest.json"
+    """Read a dataset's manifest, with a clear error when it is not a dataset or is
+    damaged. Sample ids become file names, so each must stay inside the dataset."""
+    root = Path(root)
+    path = root / "manifest.json"
+    if root.is_file():
+        raise DatasetError(f"dataset {str(root)!r} is a file, not a dataset directory")
+    if not root.exists():
+        raise DatasetError(f"dataset {str(root)!r} does not exist; build one with `reenact dataset VIDEO --out {root}`")
     if not path.is_file():
         raise DatasetError(f"{str(root)!r} is not a reenact dataset (no manifest.json); build one with `reenact dataset VIDEO --out DIR`")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path} is corrupt: {e}") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path} is corrupt: it holds a JSON {type(manifest).__name__}, not an object")
     if manifest.get("format") != "reenact-dataset" or manifest.get("version") != MANIFEST_VERSION:
         raise DatasetError(f"{path}: unsupported dataset format/version {manifest.get('format')!r}/{manifest.get('version')!r}; rebuild it")
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise DatasetError(f"{path} is damaged: {key!r} is missing or not a JSON {kind.__name__}; rebuild the dataset")
+    for sample in manifest["samples"]:
+        if not isinstance(sample, dict) or not isinstance(sample.get("id"), str) or sample.get("split") not in ("train", "val"):
+            raise DatasetError(f"{path} is damaged: a sample record lacks its id or split; rebuild the dataset")
+        try:
+            confined(root / "frames", sample["id"] + ".png")
+        except ValueError as e:
+            raise DatasetError(f"{path} names a frame outside the dataset: {e}") from None
     return manifest

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from models.artifact import ArtifactError, ModelDir, load_generator, load_model_dir
+from models.files import atomic_path
 from models.framing import Framing
 from models.retarget import Retargeter, estimate_neutral
 from models.sketch import SketchSpec, render_sketch
 from training.data import Augment, PairSet, to_images, to_tensor
+from models.errors import ModelError
 
 DRIVER_STRIDE = 2  # every 2nd driver frame: neighbours at 30 fps add little
 PUPPET_SECONDS = 40.0  # the default driver: this much of the puppet's script at 15 fps
@@ -41,7 +43,7 @@ CACHE = "teacher_pairs.npz"
 PUPPET = "puppet"  # as a driver name: the embedded puppet driver's script
 
 
-class DistillError(RuntimeError):
+class DistillError(ModelError):
     """Distillation cannot start; the message says what to do."""
 
 
@@ -146,9 +148,8 @@ def teacher_pairs(teacher: ModelDir, trainset: PairSet, dataset_key: str, *, dri
     photos = render_with(G, source_px, teacher.contract.framing, teacher.contract.sketch, device, progress=progress)
     del G
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{CACHE}.tmp.npz"
-    np.savez(tmp, key=np.array(key), source_px=source_px, photos=photos)
-    os.replace(tmp, cache)
+    with atomic_path(cache, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, key=np.array(key), source_px=source_px, photos=photos)
     return _pairs(source_px, photos, teacher, trainset, augment, seed)
 
 

@@ -9,7 +9,6 @@ fails its tolerance is not written, and the export fails with the measured error
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +16,10 @@ import numpy as np
 import torch
 
 from models.artifact import ModelDir, load_generator, load_model_dir, write_model_json
+from models.files import atomic_path
 from models.sketch import render_sketch
-from models.unet import UNetConfig, UNetGenerator
+from models.unet import UNetGenerator
+from models.errors import ModelError
 
 # Max / mean absolute error on the [-1, 1] output scale, measured with ONNX Runtime's CPU
 # provider against fp32 PyTorch. fp16 loses ~3 decimal digits through ~16 layers.
@@ -26,7 +27,7 @@ TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (0.1, 0.01)}
 OPSET = 17
 
 
-class ExportError(RuntimeError):
+class ExportError(ModelError):
     """The export failed its parity check or could not be written."""
 
 
@@ -81,43 +82,53 @@ def _ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {"sketch": x[i : i + 1].astype(dtype)})[0].astype(np.float32) for i in range(len(x))])
 
 
+ONNX_FILES = ("generator_fp32.onnx", "generator_fp16.onnx")
+
+
 def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict:
-    model = load_model_dir(model_dir)
+    """Write both ONNX generators of a model directory from its ``generator.pt``.
+
+    The ONNX files are rebuilt, never read, so a damaged or deleted one is repaired. The
+    directory stays consistent throughout: model.json first drops the old exports, and
+    lists each new one only after it was written whole and passed its parity check."""
+    model = load_model_dir(model_dir, rebuild=ONNX_FILES)
     g = load_generator(model)
     x = parity_inputs(model)
     with torch.no_grad():
         ref = g(torch.from_numpy(x)).numpy()
+    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
+    kept = sorted(set(model.meta["files"]) - set(ONNX_FILES))
+    if kept != sorted(model.meta["files"]):
+        write_model_json(model.path, meta, kept)  # the old exports are about to be replaced
     report = {}
-    written = []
     for precision in ("fp32", "fp16"):
-        name = f"generator_{precision}.onnx"
-        final = model.path / name
-        tmp = model.path / f".{name}.tmp"
-        net = g if precision == "fp32" else UNetGenerator(g.cfg).eval()
-        if precision == "fp16":
-            net.load_state_dict(g.state_dict())
-            net = net.half()
-        example = torch.from_numpy(x[:1]).to(torch.float16 if precision == "fp16" else torch.float32)
+        report[precision] = _export_one(g, model, x, ref, precision, log)
+    meta["export"] = {"opset": OPSET, "parity": report, "torch": torch.__version__}
+    write_model_json(model.path, meta, kept + list(ONNX_FILES))
+    return report
+
+
+def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndarray, precision: str, log) -> dict:
+    """Export, check and (only if it passes) move one ONNX file into place."""
+    name = f"generator_{precision}.onnx"
+    net = g
+    if precision == "fp16":
+        net = UNetGenerator(g.cfg).eval()
+        net.load_state_dict(g.state_dict())
+        net = net.half()
+    example = torch.from_numpy(x[:1]).to(torch.float16 if precision == "fp16" else torch.float32)
+    tol_max, tol_mean = TOLERANCE[precision]
+    with atomic_path(model.path / name) as tmp:
         try:
             _onnx_export(net, example, tmp)
             _add_metadata(tmp, model, precision)
             got = _ort_run(tmp, x)
         except Exception as e:
-            tmp.unlink(missing_ok=True)
             raise ExportError(f"{precision} export failed: {type(e).__name__}: {e}") from e
         err = np.abs(got - ref)
         max_err, mean_err = float(err.max()), float(err.mean())
-        tol_max, tol_mean = TOLERANCE[precision]
-        report[precision] = {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean,
-                             "bytes": tmp.stat().st_size}
         log(f"{name}: parity vs PyTorch fp32: max |err| {max_err:.2e}, mean {mean_err:.2e} (tolerance {tol_max:g} / {tol_mean:g})")
         if not (max_err <= tol_max and mean_err <= tol_mean):
-            tmp.unlink(missing_ok=True)
             raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
-        os.replace(tmp, final)
-        written.append(name)
-    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
-    meta["export"] = {"opset": OPSET, "parity": report, "torch": torch.__version__}
-    files = sorted(set(model.meta["files"]) | set(written))
-    write_model_json(model.path, meta, files)
-    return report
+        size = tmp.stat().st_size
+    return {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean, "bytes": size}

@@ -29,18 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.artifact import Contract, atomic_write_text, sha256_file, write_model_json
+from models.artifact import Contract, write_model_json
+from models.files import atomic_path, atomic_write_text, sha256_file
 from models.config import ModelConfig, TrainConfig
 from models.framing import output_size
 from models.patchgan import MultiScaleDiscriminator
 from models.sketch import SketchSpec
 from models.unet import UNetConfig, UNetGenerator, count_parameters
 from training.data import Augment, PairSet, to_images
-from training.dataset import load_manifest
+from training.dataset import DatasetError, load_manifest
 from training.metrics import image_metrics, landmark_fidelity
+from models.errors import ModelError
 
 
-class TrainError(RuntimeError):
+class TrainError(ModelError):
     """Training cannot start or continue; the message says what to do."""
 
 
@@ -142,32 +144,40 @@ def _unwrap(m: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write a temp file beside it, fsync, then rename over the old one. A
-    crash or a full disk mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Atomic: a crash or a full disk mid-write leaves the previous checkpoint intact.
+    Only tensors and plain types go in, so it loads with ``weights_only=True``."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+CHECKPOINT_KEYS = ("G", "D", "opt_g", "opt_d", "scaler", "step", "rng_cpu", "generator", "size", "contract", "dataset_key")
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, loaded with ``weights_only=True``: a checkpoint may come
+    from someone else, and unpickling anything but tensors and plain types could run
+    code from it. Raises TrainError naming what is wrong."""
     if not path.is_file():
         raise TrainError(f"nothing to resume: {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise TrainError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure (or refusal) means a bad file
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise TrainError(f"{path} is not a readable checkpoint ({type(e).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict):
+        raise TrainError(f"{path} is not a reenact checkpoint (it holds a {type(ckpt).__name__})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise TrainError(f"{path} is damaged: it lacks {', '.join(map(repr, missing))}; start a new run with another --out")
+    return ckpt
 
 
 def model_spec(manifest: dict, model: ModelConfig, depth: int) -> SketchSpec:
     """The sketch spec at the model's resolution: the dataset's spec, resized."""
-    ds = SketchSpec.from_dict(manifest["sketch_spec"])
+    try:
+        ds = SketchSpec.from_dict(manifest["sketch_spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(f"the dataset's sketch spec is unusable ({e}); rebuild the dataset with this version of reenact") from None
     w, h = output_size(model.size, ds.width / ds.height, 2**depth)
     return SketchSpec(w, h, ds.line_width, ds.fill_mouth)
 
@@ -258,12 +268,20 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     ckpt_path = out / "checkpoint.pt"
     manifest = load_manifest(dataset_dir)
 
+    if rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)  # before any slow work: an unwritable --out fails at once
+        except OSError as e:
+            raise TrainError(f"cannot write the model to {str(out)!r}: {e.strerror} ({e.filename})") from None
     ckpt = None
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["dataset_key"] != manifest["build_key"]:
             raise TrainError(f"{ckpt_path} was trained on another dataset (key {ckpt['dataset_key']}, this one {manifest['build_key']})")
-        ucfg = UNetConfig(**ckpt["generator"])  # the checkpoint carries its own architecture
+        try:
+            ucfg = UNetConfig(**ckpt["generator"])  # the checkpoint carries its own architecture
+        except (TypeError, ValueError) as e:
+            raise TrainError(f"{ckpt_path} is damaged: its generator settings are invalid ({e})") from None
         if ckpt.get("teacher") and teacher is None:  # a distillation resumes with its own teacher
             teacher, drivers = ckpt["teacher"]["path"], ckpt["teacher"]["drivers"]
     else:
@@ -316,13 +334,17 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     autocast, scaler = _autocast(device, cfg.amp)
     step, history = 0, []
     if ckpt is not None:
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        scaler.load_state_dict(ckpt["scaler"])
-        step, history = ckpt["step"], ckpt.get("history", [])
-        torch.set_rng_state(ckpt["rng_cpu"])
+        try:
+            G.load_state_dict(ckpt["G"])
+            D.load_state_dict(ckpt["D"])
+            opt_g.load_state_dict(ckpt["opt_g"])
+            opt_d.load_state_dict(ckpt["opt_d"])
+            scaler.load_state_dict(ckpt["scaler"])
+            torch.set_rng_state(ckpt["rng_cpu"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise TrainError(f"{ckpt_path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                             "was it made with other settings (e.g. train.ndf)?") from None
+        step, history = int(ckpt["step"]), list(ckpt.get("history", []))
         if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng_cuda"])
         if step >= cfg.steps:
@@ -403,13 +425,13 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save()
-            if _stop_everywhere(stop.requested, world, device):
+            if step < cfg.steps and _stop_everywhere(stop.requested, world, device):  # a finished last step is completed below
                 save()
                 bar.close()
                 log(f"stopped at step {step}; checkpoint saved in {ckpt_path}; continue with --resume")
                 return {"step": step, "stopped": True}
         bar.close()
-        if step > start_step or not (out / "model.json").exists():
+        if step > start_step or not _marked_complete(out):  # also a run stopped after its last step, when resumed
             metrics = run_validation() if main_process else {}
             history.append({"step": step, "val": metrics})
             save(final=True)
@@ -427,6 +449,14 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     if main_process:
         log(f"done: {step} steps, {rate:.2f} it/s; model in {out}")
     return {"step": step, "stopped": False, "it_per_s": rate, "history": history}
+
+
+def _marked_complete(out: Path) -> bool:
+    """Whether MODEL_DIR/model.json records a finished run."""
+    try:
+        return bool(json.loads((out / "model.json").read_text())["provenance"]["complete"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _shutdown_distributed() -> None:
@@ -455,9 +485,8 @@ def _stop_everywhere(local: bool, world: int, device: torch.device) -> bool:
 def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, manifest: dict, dataset_dir,
                 step: int, history: list, *, final: bool, teacher: dict | None = None) -> None:
     """Write the live-usable part of MODEL_DIR: weights, plate, card, model.json last."""
-    tmp = out / ".generator.pt.tmp"
-    torch.save({k: v.detach().cpu() for k, v in G.state_dict().items()}, tmp)
-    os.replace(tmp, out / "generator.pt")
+    with atomic_path(out / "generator.pt") as tmp:
+        torch.save({k: v.detach().cpu() for k, v in G.state_dict().items()}, tmp)
     plate = Path(dataset_dir) / "plate.png"
     if plate.is_file():
         shutil.copyfile(plate, out / "plate.png")
