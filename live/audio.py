@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from models.errors import DeviceError
 
 
-class AudioError(RuntimeError):
+class AudioError(DeviceError):
     """The audio path cannot start; the message says how to fix it."""
 
 
@@ -124,7 +125,7 @@ class AudioBridge:
         try:
             import sounddevice as sd
         except OSError as e:  # PortAudio missing
-            raise AudioError(f"audio: PortAudio is not installed ({e}); on Debian/Ubuntu: sudo apt-get install libportaudio2") from None
+            raise AudioError(f"audio: PortAudio is not installed ({e})", fix="sudo apt-get install libportaudio2") from None
         self.sd, self.controller, self.log = sd, controller, log
         self.line = DelayLine(samplerate=samplerate, channels=channels, max_delay_s=controller.max_delay_s)
         self.line.set_delay(controller.wanted())
@@ -134,8 +135,8 @@ class AudioBridge:
             self.stream = sd.Stream(device=(_device(input), _device(output)), samplerate=samplerate, blocksize=blocksize,
                                     channels=channels, dtype="float32", latency="low", callback=self._callback)
         except Exception as e:  # noqa: BLE001 - PortAudio reports bad devices in many ways
-            raise AudioError(f"audio: cannot open input {input or 'default'!r} / output {output or 'default'!r}: {e}. "
-                             "`reenact devices` lists the devices; set audio.input / audio.output in config.toml") from None
+            raise AudioError(f"audio: cannot open input {input or 'default'!r} / output {output or 'default'!r}: {e}",
+                             fix="`reenact devices` lists the devices; set audio.input / audio.output in config.toml") from None
         # What PortAudio says the output adds, so the voice leaves in step with the picture.
         self.device_latency_s = float(self.stream.latency[1]) if isinstance(self.stream.latency, tuple) else float(self.stream.latency)
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from live.audio import DelayController, DelayLine
+from models.errors import SourceError
 
 RATE = 16000  # analysis sample rate
 GRID = 1000.0  # Hz: signals are compared on a 1 ms grid
@@ -32,7 +33,7 @@ MIN_CORR = 0.15  # below this a mouth/voice peak over the wide window may be noi
 MIN_CORR_OUTPUT = 0.08  # the output's narrower window tolerates a weaker (but still clear) peak
 
 
-class AVError(RuntimeError):
+class AVError(SourceError):
     pass
 
 

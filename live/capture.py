@@ -41,6 +41,9 @@ class SyncCapture:
             self.delivered += 1
         return frame
 
+    def stop(self) -> None:
+        """Nothing to stop: frames are read only on demand."""
+
     def close(self) -> None:
         self.source.close()
 
@@ -126,9 +129,13 @@ class ThreadedCapture:
             self.delivered += 1
             return frame
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop reading (the run is over): from here on the counts do not change."""
         self._stop = True
         self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
         try:
             self.source.close()
         except Exception:  # noqa: BLE001

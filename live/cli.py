@@ -8,9 +8,19 @@ import os
 import sys
 from pathlib import Path
 
-from models.config import PRESETS, Config, ConfigError, ModelConfig, load_config
+from models.config import PRESETS, Config, ModelConfig, load_config
+from models.errors import EXIT_INTERRUPTED, EXIT_NO_WATERMARK, EXIT_OK, ReenactError, UsageError
 
 DEFAULT_CONFIG = "config.toml"
+
+
+def interactive() -> bool:
+    """True when a person can answer at the terminal. False when stdin is not a
+    terminal, and when it is not open at all (``0<&-``, some service managers)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or broken stream
+        return False
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -28,7 +38,7 @@ def _consent(args: argparse.Namespace, cfg) -> "Consent":
         return args.consent_record
     name = args.target_name or cfg.dataset.target_name
     attested = args.consent or cfg.dataset.consent
-    if (not name or not attested) and sys.stdin.isatty():
+    if (not name or not attested) and interactive():
         name = name or input("Who is the person in the target video? ").strip()
         answer = input(f"{CONSENT_STATEMENT}\nType 'yes' to attest: ").strip().lower()
         attested = answer == "yes"
@@ -58,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         if not args.teacher:
-            raise ConfigError("train needs --out MODEL_DIR")
+            raise UsageError("train needs --out MODEL_DIR")
         out = str(Path(args.teacher) / "cpu")  # the CPU tier lives beside its teacher; live picks it on CPU-only machines
     summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet,
                     teacher=args.teacher, drivers=args.drivers or [])
@@ -82,11 +92,21 @@ def _source_choice(args: argparse.Namespace, cfg) -> "SourceChoice":
 
     kind = args.source or cfg.capture.source
     if kind not in ("camera", "puppet") and not Path(kind).suffix:
-        raise ConfigError(f"--source {kind!r}: give camera, puppet or a video file path")
+        raise UsageError(f"--source {kind!r}: give camera, puppet or a video file path")
     if kind in ("camera", "puppet"):
         return SourceChoice(kind, camera=args.camera or cfg.capture.camera, file=cfg.capture.file, realtime=True,
                             seconds=getattr(args, "seconds", None))
     return SourceChoice("file", file=kind, realtime=not getattr(args, "flat_out", False) and cfg.capture.realtime)
+
+
+def _check_model(path: str, cfg: Config) -> None:
+    """Open (without hashing every file) the model directory live would load: a missing,
+    misnamed or damaged model is reported before cameras and outputs are opened."""
+    from live.engines import choose_model_dir, nvidia_driver_present
+    from models.artifact import load_model_dir
+
+    chosen, _ = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
+    load_model_dir(chosen, verify=False)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -94,6 +114,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from live.session import open_sinks, open_source, run_session, summary_line
 
     cfg = _config(args)
+    _check_model(args.model, cfg)  # a wrong --model is named before any device is opened
     choice = _source_choice(args, cfg)
     source, reopen = open_source(choice, cfg)
     fps = getattr(source, "fps", cfg.capture.fps)
@@ -102,7 +123,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     def controls(loop) -> None:
         if args.paused:
             loop.paused = True
-        if sys.stdin.isatty():  # the same keys from the terminal, one per line: for headless virtual-camera use
+        if interactive():  # the same keys from the terminal, one per line: for headless virtual-camera use
             import threading
 
             def read_keys() -> None:
@@ -117,7 +138,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                          mode=Mode(args.view), gain=args.gain, max_frames=args.frames, on_loop=controls)
     print(summary_line(report))
     print(f"latency report: {args.json}")
-    return 0
+    return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -125,11 +146,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from live.sinks import NullSink, RecorderSink
 
     cfg = _config(args)
+    _check_model(args.model, cfg)
     if args.av:
         from live.avsync import av_bench
 
         if args.flat_out:
-            raise ConfigError("--av measures sync at real-time pace; drop --flat-out")
+            raise UsageError("--av measures sync at real-time pace; drop --flat-out")
         report = av_bench(args.model, args.source, cfg)
         report.update(pacing="real-time", source=str(args.source))
         if args.json:
@@ -162,7 +184,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(summary_line(report))
     if args.json:
         print(f"report: {args.json}")
-    return 0
+    return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
 
 
 def cmd_puppet(args: argparse.Namespace) -> int:
@@ -250,12 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from live.trust import PERIOD, read_video
 
-    try:
-        whole, windows = read_video(args.video, window=args.window)
-    except ValueError as e:
-        from live.sources import SourceError
-
-        raise SourceError(str(e)) from None
+    whole, windows = read_video(args.video, window=args.window)
     found = [w for w in windows if w.present]
     if whole.present:
         print(f"{args.video}: reenact watermark FOUND, model ID {whole.model_id} (confidence z = {whole.confidence:.1f}, "
@@ -271,7 +288,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                                "windows": [w.as_dict() for w in windows]}, indent=1))
     if whole.frames < 2 * PERIOD:
         print(f"  note: {whole.frames} frames is short; a few seconds of video give a reliable reading")
-    return 0 if whole.present else 1
+    return EXIT_OK if whole.present else EXIT_NO_WATERMARK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -406,32 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every error a user can cause ends here as one line on stderr and
+    the exit code of its family (models/errors.py; the README's table)."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; reenact reports what matters
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("reenact: interrupted", file=sys.stderr)
-        return 130
-    except (ConfigError,) as e:
-        print(f"reenact: config error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - user-facing errors below; anything else re-raised
-        from live.sources import SourceError
-        from models.artifact import ArtifactError
-        from training.dataset import DatasetError
-        from training.export import ExportError
-        from live.engines import EngineError
-        from live.sinks import SinkError
-        from live.avsync import AVError
-        from training.distill import DistillError
-        from training.train import TrainError
-
-        if isinstance(e, (AVError, DatasetError, SourceError, ArtifactError, TrainError, DistillError, ExportError, EngineError,
-                          SinkError)):
-            print(f"reenact: error: {e}", file=sys.stderr)
-            return 1
-        raise
+        return EXIT_INTERRUPTED
+    except ReenactError as e:
+        print(f"reenact: {e.family}: {e.line()}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:  # the OS refused a file: a full disk, a path through a regular file, permissions
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"reenact: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.artifact import ArtifactError, ModelDir
+from models.artifact import ArtifactError, ModelDir, check_model_path
+from models.errors import DeviceError
 
 # Max mean-absolute difference (uint8 levels) between an engine and torch-cpu.
 TOLERANCE = {"fp32": 0.5, "fp16": 2.0}
 
 
-class EngineError(RuntimeError):
+class EngineError(DeviceError):
     """An engine cannot run here; the message says why and what to do instead."""
 
 
@@ -106,7 +107,7 @@ def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bo
     (``path/cpu``) when no GPU engine will run. ``engine`` and ``tier`` are the
     ``[live]`` settings; ``gpu`` whether an NVIDIA driver is present.
     Returns (directory, why), the reason in words for the log and ``reenact doctor``."""
-    p = Path(path)
+    p = check_model_path(path)  # a missing or mistyped path is named as such, before any advice about tiers
     cpu = p / CPU_TIER
     has_cpu = (cpu / "model.json").is_file()
     make = f"derive one with `reenact train DATASET --teacher {p} --preset cpu`"

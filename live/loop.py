@@ -233,12 +233,15 @@ class LiveLoop:
 
     # -- the loop
     def run(self, *, max_frames: int | None = None) -> dict:
+        """Run, then report. A threaded capture stops reading when the run ends, so the
+        report's counts (captured, dropped) are final, not still growing."""
         self._t_start = self.clock()
         self.front = (FrontStage if self.pipelined else InlineFront)(self.capture, self.pipeline, self.degrader)
         try:
             self._run(max_frames)
         finally:
             self.front.close()
+            self.capture.stop()
         self._t_end = self.clock()
         return self.report()
 
@@ -257,11 +260,11 @@ class LiveLoop:
             frame = prepared.frame
             t_start = self.clock()
             if self.paused and last_image is not None:
-                self.sinks.send(last_image, frame.t_capture)
+                self.sinks.send(last_image, frame.time)
                 continue
             result = self.pipeline.finish(prepared)
             t_out = self.clock()
-            self.sinks.send(result.image, frame.t_capture)
+            self.sinks.send(result.image, frame.time)
             t_end = self.clock()
             last_image = result.image
             self._record(frame.t_capture, t_start, t_out, t_end, result)

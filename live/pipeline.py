@@ -279,7 +279,7 @@ class Pipeline:
         t1 = clock()
         t["landmarks"] = t1 - t0
         if px is not None and self.smoother is not None and not reuse_landmarks:
-            px = self.smoother(px, frame.t_capture)
+            px = self.smoother(px, frame.time)
         if px is None and self.smoother is not None:
             self.smoother.reset()
         self._last_px = px
@@ -288,10 +288,10 @@ class Pipeline:
 
         driven = None
         if px is not None:
-            if self.calibration.add(frame.t_capture, px):
+            if self.calibration.add(frame.time, px):
                 self.retargeter = None
             driven = self._retargeter().retarget(px).astype(np.float64)
-        target = self.face.blend(frame.t_capture, driven, self._last_target, self.target_neutral)
+        target = self.face.blend(frame.time, driven, self._last_target, self.target_neutral)
         t3 = clock()
         t["retarget"] = t3 - t2
         sketch = None

@@ -58,19 +58,21 @@ def open_sinks(cfg: Config, fps: float, *, virtual_camera: bool, window: bool, r
             log(f"virtual camera: {cam.device}")
             sinks.append(cam)
         except SinkError as e:
-            problems.append(str(e))
-            log(str(e))
+            problems.append(e)
+            log(e.line())
     if window:
         try:
             sinks.append(WindowSink(size=size, on_key=on_key))
         except SinkError as e:
-            problems.append(str(e))
-            log(str(e))
+            problems.append(e)
+            log(e.line())
     if record:
         sinks.append(RecorderSink(record, size=size, fps=fps))
         log(f"recording to {record}")
     if not sinks:
-        raise SinkError("no output could be opened:\n" + "\n".join(problems) if problems else "no output chosen")
+        if not problems:
+            raise SinkError("no output chosen: keep the virtual camera, or add --window or --record FILE.mp4")
+        raise SinkError("no output could be opened: " + "; ".join(str(e) for e in problems), fix=problems[0].fix)
     return sinks
 
 
@@ -131,6 +133,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Co
     except KeyboardInterrupt:
         loop._t_end = loop.clock()
         report = loop.report()
+        report["interrupted"] = True
         log("interrupted")
     finally:
         if audio is not None:
@@ -184,7 +187,7 @@ def _start_audio(cfg: Config, log: Callable[[str], None]):
         bridge = AudioBridge(input=a.input, output=a.output, samplerate=a.samplerate, blocksize=a.blocksize, controller=controller, log=log)
         bridge.start()
     except AudioError as e:
-        log(f"{e}\ncontinuing without audio")
+        log(f"{e.line()}; continuing without audio")
         return None
     log(f"audio: microphone delayed to match the video (device latency {1000 * bridge.device_latency_s:.1f} ms)")
     return bridge

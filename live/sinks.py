@@ -1,8 +1,9 @@
 """Frame sinks: where the live output goes. Several run at once.
 
-Contract (``FrameSink``): ``send(image, t_capture)`` hands over one BGR uint8
-(H, W, 3) frame of the size the sink was opened with; ``t_capture`` is the capture
-timestamp of the driver frame it was made from. ``send`` must not keep a reference
+Contract (``FrameSink``): ``send(image, t_frame)`` hands over one BGR uint8
+(H, W, 3) frame of the size the sink was opened with; ``t_frame`` is the time, in
+seconds on the stream's own timeline, of the driver frame it was made from (``Frame.time``:
+its media time for a video file, its capture time for a camera). ``send`` must not keep a reference
 to ``image`` after it returns (the caller reuses the buffer). ``close()`` releases the
 device; sinks are context managers. A sink raises ``SinkError`` when it fails.
 """
@@ -14,17 +15,14 @@ from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
-
-
-class SinkError(RuntimeError):
-    """A sink could not open or failed; the message says how to fix it."""
+from models.errors import SinkError
 
 
 @runtime_checkable
 class FrameSink(Protocol):
     name: str
 
-    def send(self, image: np.ndarray, t_capture: float) -> None: ...
+    def send(self, image: np.ndarray, t_frame: float) -> None: ...
 
     def close(self) -> None: ...
 
@@ -45,20 +43,18 @@ class _Base:
         self.close()
 
 
-def virtual_camera_help() -> str:
-    """What to do when no virtual-camera driver is present, for this OS."""
-    system = platform.system()
-    if system == "Linux":
-        return ("no v4l2loopback device found. Install and load it:\n"
-                "    sudo apt-get install v4l2loopback-dkms\n"
-                "    sudo modprobe v4l2loopback devices=1 video_nr=10 card_label=reenact exclusive_caps=1\n"
-                "exclusive_caps=1 is what makes Chrome, Zoom and Teams list the device. With Secure Boot on, the\n"
-                "unsigned module will not load: enrol a MOK key for DKMS (sudo mokutil --import ...) or disable Secure Boot.\n"
-                "Then set output.device = \"/dev/video10\" in config.toml (or leave it empty to use the first one).")
-    if system in ("Windows", "Darwin"):
-        return ("no virtual camera found. Install OBS Studio (28 or newer) and start its Virtual Camera once\n"
-                "(Controls -> Start Virtual Camera) so the driver is registered; then run reenact again.")
-    return "no virtual camera backend for this platform."
+VIRTUAL_CAMERA_FIX = {  # the same fixes `reenact doctor` prints
+    "Linux": "sudo apt-get install v4l2loopback-dkms && sudo modprobe v4l2loopback devices=1 video_nr=10 card_label=reenact "
+             "exclusive_caps=1 (exclusive_caps=1 makes Chrome, Zoom and Teams list it; with Secure Boot on, enrol a MOK key "
+             "for DKMS first), then output.device = \"/dev/video10\"",
+    "Windows": "install OBS Studio 28+ and start its Virtual Camera once (Controls -> Start Virtual Camera)",
+    "Darwin": "install OBS Studio 28+ and start its Virtual Camera once (Controls -> Start Virtual Camera)",
+}
+
+
+def virtual_camera_fix(system: str | None = None) -> str:
+    """What to do when no virtual-camera driver is present, for this OS (one line)."""
+    return VIRTUAL_CAMERA_FIX.get(system or platform.system(), "no virtual camera backend for this platform; use --record or --window")
 
 
 class VirtualCameraSink(_Base):
@@ -79,11 +75,12 @@ class VirtualCameraSink(_Base):
         except RuntimeError as e:
             msg = str(e)
             if "No v4l2 loopback device" in msg or "not installed" in msg or "not found" in msg.lower():
-                raise SinkError(f"virtual camera: {virtual_camera_help()}\n(pyvirtualcam said: {msg})") from None
-            raise SinkError(f"virtual camera: {msg}") from None
+                raise SinkError(f"virtual camera: no virtual-camera driver found (pyvirtualcam said: {msg})",
+                                fix=virtual_camera_fix()) from None
+            raise SinkError(f"virtual camera: {msg}", fix="`reenact doctor` checks the virtual camera") from None
         self.device = self._cam.device
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         _check(image, self.size, self.name)
         self._cam.send(image)
 
@@ -92,8 +89,11 @@ class VirtualCameraSink(_Base):
 
 
 class RecorderSink(_Base):
-    """Writes an mp4 (OpenCV, mp4v) at a fixed frame rate. Written to a hidden temp file
-    and renamed on close, so a crash never leaves a truncated file under the real name."""
+    """Writes an mp4 (OpenCV, mp4v) at ``fps``, timed by the frames' capture timestamps:
+    when the loop had no time for some camera frames, the last output is repeated in
+    their place, so the recording lasts as long as what was captured (at most one frame
+    interval off) instead of playing fast. Written to a hidden temp file and renamed on
+    close, so a crash never leaves a truncated file under the real name."""
 
     name = "recorder"
 
@@ -101,18 +101,31 @@ class RecorderSink(_Base):
         import cv2
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
-        self.size = size
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.size, self.fps = size, float(fps)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"recorder: cannot write {str(self.path)!r}: {e.strerror} ({e.filename})") from None
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
         if not self._writer.isOpened():
-            raise SinkError(f"recorder: cannot write {self.path} (is the folder writable?)")
-        self.frames = 0
+            self._tmp.unlink(missing_ok=True)
+            raise SinkError(f"recorder: cannot write {str(self.path)!r} (is the folder writable?)")
+        self.frames = 0  # frames written, repeats included
+        self._t0: float | None = None
+        self._last: np.ndarray | None = None
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         _check(image, self.size, self.name)
+        if self._t0 is None:
+            self._t0 = t_frame
+        slot = int(round((t_frame - self._t0) * self.fps))  # where this frame belongs in the file's timeline
+        while self._last is not None and self.frames < slot:  # the loop skipped frames: hold the last picture
+            self._writer.write(self._last)
+            self.frames += 1
         self._writer.write(image)
         self.frames += 1
+        self._last = image.copy()
 
     def close(self) -> None:
         if self._writer is not None:
@@ -137,7 +150,7 @@ class WindowSink(_Base):
         except cv2.error as e:
             raise SinkError(f"window: cannot open a window here (no display?): {e}") from None
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         if self.overlay is not None:
             image = image.copy()
             for i, line in enumerate(self.overlay()):
@@ -164,7 +177,7 @@ class NullSink(_Base):
     def __init__(self) -> None:
         self.frames = 0
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         self.frames += 1
 
     def close(self) -> None:
@@ -172,21 +185,21 @@ class NullSink(_Base):
 
 
 class MemorySink(_Base):
-    """Keeps a copy of every frame with its capture timestamp and hand-off time (tests)."""
+    """Keeps a copy of every frame with its frame time and hand-off time (tests)."""
 
     name = "memory"
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, keep_images: bool = True) -> None:
         self.clock, self.keep_images = clock, keep_images
         self.frames: list[np.ndarray] = []
-        self.t_capture: list[float] = []
+        self.t_frame: list[float] = []
         self.t_sent: list[float] = []
         self.closed = False
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         if self.keep_images:
             self.frames.append(image.copy())
-        self.t_capture.append(t_capture)
+        self.t_frame.append(t_frame)
         self.t_sent.append(self.clock())
 
     def close(self) -> None:
@@ -202,10 +215,10 @@ class FanOut:
         self.log = log
         self.failed: list[str] = []
 
-    def send(self, image: np.ndarray, t_capture: float) -> None:
+    def send(self, image: np.ndarray, t_frame: float) -> None:
         for sink in list(self.sinks):
             try:
-                sink.send(image, t_capture)
+                sink.send(image, t_frame)
             except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
                 self.log(f"sink {sink.name} failed and was dropped: {type(e).__name__}: {e}")
                 self.failed.append(sink.name)

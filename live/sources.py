@@ -3,7 +3,10 @@
 Contract (``FrameSource``): ``read()`` returns the next ``Frame`` or ``None`` when
 the source has ended. A frame's image is BGR uint8 (H, W, 3); ``t_capture`` is
 ``time.monotonic()`` seconds when the frame was captured (for files and the puppet:
-when it was produced); ``index`` counts from 0. Sources are context managers and
+when it was produced), which latency is measured from; ``t_media`` is the frame's time
+in its video (index / fps) for files and the puppet, None for a camera; ``index``
+counts from 0. ``Frame.time`` is the clock the face is animated on: media time when
+there is one, so an offline run behaves the same however fast the machine is. Sources are context managers and
 ``close()`` releases the device. ``fps`` is the nominal rate.
 """
 from __future__ import annotations
@@ -17,17 +20,20 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 
 from live.puppet import FaceShape, PuppetPose, place, puppet_points, render_puppet
-
-
-class SourceError(RuntimeError):
-    """A source could not be opened or read; the message says which and why."""
+from models.errors import SourceError
 
 
 @dataclass(frozen=True)
 class Frame:
     image: np.ndarray  # (H, W, 3) uint8 BGR
-    t_capture: float  # time.monotonic() seconds
+    t_capture: float  # time.monotonic() seconds: where end-to-end latency starts
     index: int
+    t_media: float | None = None  # seconds into the video (files, puppet); None for a camera
+
+    @property
+    def time(self) -> float:
+        """The frame's time on the stream's own timeline: media time, else capture time."""
+        return self.t_capture if self.t_media is None else self.t_media
 
 
 @runtime_checkable
@@ -60,17 +66,10 @@ class VideoFileSource(_Base):
     frame rate (as a camera would deliver them); otherwise frames come flat out."""
 
     def __init__(self, path: str | Path, *, realtime: bool = False, loop: bool = False) -> None:
-        import cv2
+        from models.video import open_video
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceError(f"video {str(self.path)!r} does not exist")
-        self._cap = cv2.VideoCapture(str(self.path))
-        if not self._cap.isOpened():
-            raise SourceError(f"video {str(self.path)!r} cannot be opened: not a video, or a codec OpenCV lacks")
-        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
-        self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self._cap, info = open_video(path)  # SourceError naming the file when it is not a readable video
+        self.path, self.fps, self.size, self.frame_count = info.path, info.fps, info.size, info.frames_reported
         self.realtime, self.loop = realtime, loop
         self._index = 0
         self._t0: float | None = None
@@ -78,9 +77,10 @@ class VideoFileSource(_Base):
     def read(self) -> Frame | None:
         ok, img = self._cap.read()
         if not ok and self.loop and self._index > 0:  # soak tests: the clip again, timestamps running on
-            import cv2
+            from models.video import open_video
 
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._cap.release()
+            self._cap, _ = open_video(self.path)  # reopened: seeking back is unreliable for very short files
             ok, img = self._cap.read()
         if not ok:
             return None
@@ -92,7 +92,7 @@ class VideoFileSource(_Base):
             if due > now:
                 time.sleep(due - now)
             now = time.monotonic()
-        frame = Frame(img, now, self._index)
+        frame = Frame(img, now, self._index, self._index / self.fps)  # media time runs on across loops
         self._index += 1
         return frame
 
@@ -116,7 +116,8 @@ def find_camera(name: str) -> int:
         if name.lower() in label.lower():
             return index
     known = ", ".join(f"{i}: {n}" for i, n in sorted(names.items())) or "none found"
-    raise SourceError(f"no camera named {name!r} (cameras: {known}); `reenact devices` lists them")
+    raise SourceError(f"no camera named {name!r} (cameras: {known})",
+                      fix="`reenact devices` lists the cameras; give one as --camera INDEX or part of its name")
 
 
 class WebcamSource(_Base):
@@ -133,8 +134,9 @@ class WebcamSource(_Base):
         api = {"Linux": cv2.CAP_V4L2, "Windows": cv2.CAP_DSHOW, "Darwin": cv2.CAP_AVFOUNDATION}.get(platform.system(), cv2.CAP_ANY)
         self._cap = cv2.VideoCapture(index, api)
         if not self._cap.isOpened():
-            raise SourceError(f"camera {camera!r} (index {index}) cannot be opened: is it connected, and not in use by another app? "
-                              "`reenact devices` lists cameras")
+            raise SourceError(f"camera {camera!r} (index {index}) cannot be opened: it is missing, or in use by another app",
+                              fix="close the other app using the camera (a call app, OBS), check the cable; "
+                                  "`reenact devices` lists the cameras")
         if mjpg:
             self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
@@ -223,7 +225,7 @@ class PuppetSource(_Base):
             if due > now:
                 time.sleep(due - now)
             now = time.monotonic()
-        frame = Frame(img, now, self._index)
+        frame = Frame(img, now, self._index, self._index / self.fps)
         self._index += 1
         return frame
 

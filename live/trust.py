@@ -153,9 +153,9 @@ class Detector:
 
 def read_video(path: str, *, window: int | None = None, max_frames: int | None = None) -> tuple[Reading, list[Reading]]:
     """(whole-video reading, readings of consecutive ``window``-frame stretches)."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot open video {str(path)!r}")
+    from models.video import open_video
+
+    cap, _ = open_video(path)  # SourceError naming the file when it is not a readable video
     det = Detector()
     while max_frames is None or len(det.series) < max_frames:
         ok, frame = cap.read()
@@ -165,7 +165,9 @@ def read_video(path: str, *, window: int | None = None, max_frames: int | None =
     cap.release()
     n = len(det.series)
     if n == 0:
-        raise ValueError(f"{str(path)!r} has no decodable frames")
+        from models.errors import SourceError
+
+        raise SourceError(f"{str(path)!r} has no decodable frames")
     windows = [det.reading(s, s + window) for s in range(0, n - window + 1, window)] if window else []
     return det.reading(), windows
 

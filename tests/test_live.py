@@ -45,9 +45,9 @@ def test_frames_come_out_in_order_with_their_capture_timestamps(tiny_model):
     loop, sink, engine, _, src, _ = make_loop(tiny_model, clock)
     report = loop.run()
     assert report["frames_out"] == 60 == len(sink.frames)
-    assert np.all(np.diff(sink.t_capture) > 0)
-    assert np.allclose(np.diff(sink.t_capture), 1 / 30)  # the source's own timestamps, untouched
-    e2e = np.array(sink.t_sent) - np.array(sink.t_capture)
+    assert np.all(np.diff(sink.t_frame) > 0)
+    assert np.allclose(np.diff(sink.t_frame), 1 / 30)  # the source's own timestamps, untouched
+    e2e = np.array(sink.t_sent) - np.array(sink.t_frame)
     assert np.allclose(e2e, 0.003 + 0.005)  # detector + engine cost, nothing else on the fake clock
     assert report["e2e_ms"]["p50"] == pytest.approx(8.0, abs=0.01)
     assert report["overhead_ms"]["p99"] < 0.01
@@ -123,10 +123,10 @@ def test_a_failing_sink_is_dropped_and_the_others_continue(tiny_model):
     class Flaky(MemorySink):
         name = "flaky"
 
-        def send(self, image, t_capture):
-            if len(self.t_capture) == 5:
+        def send(self, image, t_frame):
+            if len(self.t_frame) == 5:
                 raise OSError("device vanished")
-            super().send(image, t_capture)
+            super().send(image, t_frame)
 
     clock = FakeClock()
     flaky = Flaky(clock)
@@ -164,8 +164,8 @@ def test_pipelined_loop_overlaps_landmarks_with_generation_and_keeps_every_frame
         report = loop.run()
         assert report["frames_out"] == 40 == len(sink.frames) == engine.calls == detector.calls
         assert report["frames_dropped"] == 0 and report["pipelined"] is pipelined
-        assert np.all(np.diff(sink.t_capture) > 0)
-        e2e = np.array(sink.t_sent) - np.array(sink.t_capture)
+        assert np.all(np.diff(sink.t_frame) > 0)
+        e2e = np.array(sink.t_sent) - np.array(sink.t_frame)
         assert e2e.min() >= 0.04  # from each frame's own capture: both stages' work is in it
         runs[pipelined] = report["duration_s"]
     assert runs[True] < 0.8 * runs[False], runs  # ~0.8 s of sleeps in each stage overlap: ~0.8 s instead of ~1.6 s
@@ -181,10 +181,10 @@ def test_pipelined_loop_drops_stale_frames_between_stages_and_stays_fresh(tiny_m
                                             engine_cost=0.03, budget_ms=1000, pipelined=True)
     report = loop.run(max_frames=20)
     capture.close()
-    assert report["frames_out"] == 20 and np.all(np.diff(sink.t_capture) > 0)
+    assert report["frames_out"] == 20 and np.all(np.diff(sink.t_frame) > 0)
     assert report["frames_dropped"] > 40  # ~8 frames arrive per generator call
     assert report["frames_dropped"] == capture.dropped + loop.front.dropped
-    e2e = np.array(sink.t_sent) - np.array(sink.t_capture)
+    e2e = np.array(sink.t_sent) - np.array(sink.t_frame)
     assert np.percentile(e2e, 90) < 0.1  # one generator call and a little, never a queue
 
 
@@ -229,7 +229,10 @@ def test_newest_frame_wins_and_latency_stays_bounded():
     assert got == sorted(got) and len(set(got)) == len(got)
     assert len(got) < 200 and cap.dropped > 200  # most frames skipped
     assert cap.dropped + len(got) == cap.captured
-    assert np.percentile(ages, 90) < 0.01  # what is delivered is always fresh
+    # What is delivered is fresh: a queue would make ages grow by ~10 ms per frame taken.
+    # The bounds hold on a machine twice as slow, pinned to one core.
+    assert np.percentile(ages, 90) < 0.03
+    assert np.median(ages[-20:]) < np.median(ages[:20]) + 0.01
 
 
 def test_clean_shutdown_from_a_hotkey_releases_everything(tiny_model):
@@ -346,7 +349,7 @@ def test_missing_virtual_camera_driver_gives_the_fix():
     try:
         VirtualCameraSink(size=(64, 48), fps=30)
     except SinkError as e:
-        msg = str(e)
+        msg = e.line()
         if platform.system() == "Linux":
             assert "v4l2loopback" in msg and "exclusive_caps=1" in msg and "Secure Boot" in msg
         return
@@ -382,3 +385,41 @@ def test_cli_view_choices_match_the_pipeline_modes():
     live_parser = build_parser()._subparsers._group_actions[0].choices["live"]
     view = next(a for a in live_parser._actions if a.dest == "view")
     assert set(view.choices) == {m.value for m in Mode}
+
+
+def _frame_count(path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_recording_keeps_time_when_frames_are_skipped(tmp_path):
+    from live.sinks import RecorderSink
+
+    rec = RecorderSink(tmp_path / "r.mp4", size=(64, 48), fps=30)
+    for i in (0, 1, 2, 6, 7, 12):  # frames 3-5 and 8-11 never reached the sink
+        rec.send(np.full((48, 64, 3), 20 * i, np.uint8), 100.0 + i / 30)
+    rec.close()
+    assert _frame_count(tmp_path / "r.mp4") == 13  # as long as the input: the last picture held in the gaps
+
+
+def test_a_run_that_drops_frames_records_as_long_as_its_input(tiny_model, tmp_path):
+    """Real-time capture, a generator slower than the camera: frames are dropped, and
+    the recording still lasts as long as the captured input (within one frame)."""
+    from live.sinks import RecorderSink
+
+    clock = WallClock()
+    src = StampedSource(clock, frames=45, pace=1 / 30)
+    capture = ThreadedCapture(src, log=lambda s: None)
+    rec = RecorderSink(tmp_path / "run.mp4", size=OUT, fps=30)
+    loop, sink, *_ = make_loop(tiny_model, clock, source=src, capture=capture, engine_cost=0.06, budget_ms=1000, sinks=[rec])
+    report = loop.run()
+    capture.close()
+    loop.sinks.close()
+    assert report["frames_dropped"] > 10  # the point of the test: the loop could not keep up
+    assert abs(_frame_count(tmp_path / "run.mp4") - 45) <= 1
