@@ -1,1 +1,2 @@
-"""The live side: frame sources, the synthetic puppet, and (later) the live loop, engines and sinks."""
+"""The live side: frame sources and capture, the per-frame pipeline, the output stage,
+the loop, engines, sinks, audio sync, trust marks and the live commands."""

@@ -129,18 +129,20 @@ def mouth_signal(points: list) -> np.ndarray:
     return np.interp(idx, idx[ok], vals[ok])
 
 
-def av_bench(model_dir: str | Path, source: str | Path, cfg, *, log=print) -> dict:
-    """Run the clip through live at real-time pace and measure the A/V offset."""
+def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) -> dict:
+    """Run the clip through live at real-time pace and measure the A/V offset.
+    ``settings``: the session's ``LiveSettings``."""
     import time
 
-    from live.session import SourceChoice, open_source, run_session
+    from live.session import RunOptions, SourceChoice, open_source, run_session
     from live.sinks import NullSink
+    from models.config import CaptureConfig
     from models.landmarks import FaceMeshDetector
 
     audio = read_audio(source)
     if np.percentile(envelope(audio, RATE)[1], 95) < -60:
         raise AVError(f"the audio track of {source} is silent: bench --av needs a clip where someone talks")
-    src, _ = open_source(SourceChoice("file", file=str(source), realtime=True), cfg)
+    src, _ = open_source(SourceChoice("file", file=str(source), realtime=True), CaptureConfig())
     fps = src.fps
     rows: list = []
 
@@ -148,7 +150,7 @@ def av_bench(model_dir: str | Path, source: str | Path, cfg, *, log=print) -> di
         rows.append((frame.index, frame.t_capture, time.monotonic(), None if result.crop is None else result.crop.copy(),
                      None if result.driver_px is None else result.driver_px.copy()))
 
-    report = run_session(model_dir, src, [NullSink()], cfg, threaded=True, log=log, observer=observe)
+    report = run_session(model_dir, src, [NullSink()], settings, RunOptions(threaded=True), log=log, observer=observe)
     index = np.array([r[0] for r in rows])
     t_cap = np.array([r[1] for r in rows])
     t_sent = np.array([r[2] for r in rows])
@@ -167,8 +169,8 @@ def av_bench(model_dir: str | Path, source: str | Path, cfg, *, log=print) -> di
     mouth_out = mouth_signal(out_pts)
     mouth_in = mouth_signal([r[4] for r in rows])
     latencies = t_sent - t_cap
-    delayed, delays = delayed_audio(audio, RATE, index / fps, latencies, max_delay_s=cfg.audio.max_delay_ms / 1000,
-                                    offset_s=cfg.audio.offset_ms / 1000)
+    delayed, delays = delayed_audio(audio, RATE, index / fps, latencies, max_delay_s=settings.audio.max_delay_ms / 1000,
+                                    offset_s=settings.audio.offset_ms / 1000)
     te_in, env_in = envelope(audio, RATE)
     te_out, env_out = envelope(delayed, RATE)
     lag_in = lag(t_cap - t0, mouth_in, te_in, env_in)

@@ -15,7 +15,9 @@ import threading
 import time
 from typing import Callable
 
+from live.slot import LatestSlot
 from live.sources import Frame, FrameSource, SourceError
+from models.hotpath import per_frame
 
 
 class CameraLost(RuntimeError):
@@ -32,6 +34,7 @@ class SyncCapture:
         self.dropped = 0
         self.delivered = 0
 
+    @per_frame
     def get(self, timeout: float = 1.0) -> Frame | None:
         try:
             frame = self.source.read()
@@ -57,16 +60,23 @@ class ThreadedCapture:
     def __init__(self, source: FrameSource, *, reopen: Callable[[], FrameSource] | None = None,
                  retry_s: float = 1.0, log: Callable[[str], None] = print) -> None:
         self.source, self.reopen, self.retry_s, self.log = source, reopen, retry_s, log
-        self._cond = threading.Condition()
-        self._slot: Frame | None = None
-        self._ended = False
-        self._lost: str | None = None
+        self._slot: LatestSlot[Frame] = LatestSlot()
         self._stop = False
-        self.dropped = 0  # frames overwritten before the loop took them
-        self.captured = 0
-        self.delivered = 0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Frames overwritten before the loop took them."""
+        return self._slot.dropped
+
+    @property
+    def captured(self) -> int:
+        return self._slot.put_count
+
+    @property
+    def delivered(self) -> int:
+        return self._slot.taken
 
     def _run(self) -> None:
         while not self._stop:
@@ -77,24 +87,15 @@ class ThreadedCapture:
             else:
                 error = None if frame is not None or self.reopen is None else "the camera stopped delivering frames"
             if frame is not None:
-                with self._cond:
-                    if self._slot is not None:
-                        self.dropped += 1
-                    self._slot = frame
-                    self.captured += 1
-                    self._cond.notify_all()
-                continue
-            if error is None:  # a file or a finite source ended
-                with self._cond:
-                    self._ended = True
-                    self._cond.notify_all()
+                self._slot.put(frame)
+            elif error is None:  # a file or a finite source ended
+                self._slot.end()
                 return
-            self._recover(error)
+            else:
+                self._recover(error)
 
     def _recover(self, error: str) -> None:
-        with self._cond:
-            self._lost = error
-            self._cond.notify_all()
+        self._slot.set_problem(CameraLost(error))
         self.log(f"camera lost ({error}); retrying every {self.retry_s:g} s")
         try:
             self.source.close()
@@ -104,30 +105,17 @@ class ThreadedCapture:
             time.sleep(self.retry_s)
             try:
                 self.source = self.reopen()
-            except Exception as e:  # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 continue
             self.log("camera back")
-            with self._cond:
-                self._lost = None
+            self._slot.set_problem(None)
             return
 
+    @per_frame
     def get(self, timeout: float = 1.0) -> Frame | None:
         """The newest frame not yet delivered; None when the source has ended.
         Raises CameraLost while the source is down, TimeoutError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._slot is None:
-                if self._ended:
-                    return None
-                if self._lost is not None:
-                    raise CameraLost(self._lost)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("no frame from the source")
-                self._cond.wait(remaining)
-            frame, self._slot = self._slot, None
-            self.delivered += 1
-            return frame
+        return self._slot.get(timeout)
 
     def stop(self) -> None:
         """Stop reading (the run is over): from here on the counts do not change."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from live.devices import VIRTUAL_MIC_HINTS, Device, audio_devices, video_devices
+from live.sinks import virtual_camera_fix
 
 REQUIRED = {  # distribution -> why
     "torch": "training and the PyTorch engines",
@@ -110,8 +111,12 @@ class Check:
 
 
 def run_checks(p: Probe) -> list[Check]:
+    """Every finding about this machine, in the order the report prints them."""
+    return _package_checks(p) + _gpu_checks(p) + _camera_checks(p) + _virtual_camera_checks(p) + _audio_checks(p)
+
+
+def _package_checks(p: Probe) -> list[Check]:
     out: list[Check] = []
-    # Python and packages
     if (3, 10) <= p.python[:2] <= (3, 12):
         out.append(Check("python", True, f"Python {'.'.join(map(str, p.python))}"))
     else:
@@ -135,7 +140,11 @@ def run_checks(p: Probe) -> list[Check]:
         out.append(Check("opencv", False, f"{len(p.opencv_wheels)} OpenCV wheels installed ({', '.join(p.opencv_wheels)}): they "
                          "overwrite each other's cv2 module", f".venv/bin/pip uninstall -y {' '.join(extra)} && "
                          ".venv/bin/pip install --force-reinstall opencv-contrib-python"))
-    # GPU and engines
+    return out
+
+
+def _gpu_checks(p: Probe) -> list[Check]:
+    out: list[Check] = []
     if p.torch_cuda:
         out.append(Check("gpu", True, f"{p.gpu_name}, CUDA {p.cuda_version}, cuDNN {p.cudnn_version}"))
     elif p.nvidia_driver:
@@ -147,7 +156,11 @@ def run_checks(p: Probe) -> list[Check]:
                          "CPU model from a trained one (`reenact train DATASET --teacher MODEL_DIR --preset cpu`) or train "
                          "it directly (`reenact train DATASET --out DIR --preset cpu`)"))
     out.append(Check("engine", None, engine_choice(p)))
-    # Cameras
+    return out
+
+
+def _camera_checks(p: Probe) -> list[Check]:
+    out: list[Check] = []
     cams = [d for d in p.video if d.kind == "camera"]
     if cams:
         out.append(Check("camera", True, ", ".join(f"{d.index}: {d.name}" for d in cams)))
@@ -160,9 +173,11 @@ def run_checks(p: Probe) -> list[Check]:
         if not ok:
             out.append(Check("camera", False, f"{path} is not readable and writable by you",
                              "sudo usermod -aG video $USER, then log out and back in"))
-    # Virtual camera
-    out += _virtual_camera_checks(p)
-    # Audio
+    return out
+
+
+def _audio_checks(p: Probe) -> list[Check]:
+    out: list[Check] = []
     ins = [d for d in p.audio if d.kind == "audio-in"]
     outs = [d for d in p.audio if d.kind == "audio-out"]
     if p.audio_problem and not p.audio:
@@ -186,14 +201,12 @@ def run_checks(p: Probe) -> list[Check]:
 
 def _virtual_camera_checks(p: Probe) -> list[Check]:
     if p.system != "Linux":
-        return [Check("virtual camera", None, "uses OBS Virtual Camera on this OS",
-                      "install OBS Studio 28+ and start its Virtual Camera once (Controls -> Start Virtual Camera)")]
+        return [Check("virtual camera", None, "uses OBS Virtual Camera on this OS", virtual_camera_fix(p.system))]
     vcams = [d for d in p.video if d.kind == "virtual-camera"]
     sb = " Secure Boot is on: the unsigned module will not load until you enrol a MOK key (sudo mokutil --import the DKMS key) or turn Secure Boot off." if p.secure_boot else ""
     if not p.v4l2loopback_loaded:
         return [Check("virtual camera", False, "v4l2loopback is not loaded: no virtual camera for OBS/Zoom/Meet/Teams" + ("." if not sb else ";" + sb),
-                      "sudo apt-get install v4l2loopback-dkms && sudo modprobe v4l2loopback devices=1 video_nr=10 "
-                      "card_label=reenact exclusive_caps=1")]
+                      virtual_camera_fix("Linux"))]
     out = []
     if "Y" not in p.exclusive_caps and "1" not in p.exclusive_caps:
         out.append(Check("virtual camera", False, "v4l2loopback is loaded without exclusive_caps=1: Chrome, Zoom and Teams will not list it",

@@ -18,7 +18,13 @@ Backends (``ENGINES``):
 * ``torch-cpu`` — PyTorch fp32 on the CPU; the reference the others are checked against.
 
 All of them agree with ``torch-cpu`` within ``TOLERANCE`` (uint8 levels) on the same
-sketch: tests check that on CPU; ``tests/test_gpu.py`` checks the GPU ones where CUDA exists.
+sketch: tests/test_engines.py checks every engine of ``ENGINES`` that can run on the
+machine at hand and skips the others with the reason; ``tests/test_gpu.py`` adds the
+CUDA-graph checks of ``torch-cuda``. ``ort-cuda`` and ``ort-tensorrt`` need
+onnxruntime-gpu's CUDA libraries and have not yet run on a GPU this project had.
+
+The engine names are ``models.config.ENGINE_NAMES``, the one list that the
+``live.engine`` setting and this registry both derive from.
 """
 from __future__ import annotations
 
@@ -28,8 +34,11 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.artifact import ArtifactError, ModelDir, check_model_path
+from models.artifact import CPU_TIER, ArtifactError, ModelDir, check_model_path
+from models.config import ENGINE_NAMES
+from models.pixels import image_to_input, images_to_tensor, levels_from_unit, output_to_image, unit_from_levels_
 from models.errors import DeviceError
+from models.hotpath import per_frame
 
 # Max mean-absolute difference (uint8 levels) between an engine and torch-cpu.
 TOLERANCE = {"fp32": 0.5, "fp16": 2.0}
@@ -42,29 +51,15 @@ class EngineError(DeviceError):
 @runtime_checkable
 class Engine(Protocol):
     name: str
-    precision: str
+    precision: str  # "fp32" or "fp16": what the tolerance against torch-cpu is
+    shape: tuple[int, int, int]  # (H, W, 3): the sketch it takes and the photo it returns
 
     def warmup(self) -> None: ...
 
+    @per_frame
     def infer(self, sketch: np.ndarray) -> np.ndarray: ...
 
     def close(self) -> None: ...
-
-
-def _to_input(sketch: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) -> (1, 3, H, W) in [-1, 1], written into ``out`` (any float dtype)."""
-    np.multiply(sketch.transpose(2, 0, 1)[None], 1 / 127.5, out=out, casting="unsafe")
-    out -= 1.0
-    return out
-
-
-def _to_image(photo: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) written into ``out`` (rounded, saturated)."""
-    import cv2
-
-    hwc = np.ascontiguousarray(photo[0].transpose(1, 2, 0), dtype=np.float32)
-    cv2.convertScaleAbs(hwc, dst=out, alpha=127.5, beta=127.5)
-    return out
 
 
 def _check_sketch(sketch: np.ndarray, shape: tuple[int, int, int]) -> None:
@@ -85,7 +80,6 @@ def nvidia_driver_present() -> bool:
     return False
 
 
-CPU_TIER = "cpu"  # MODEL_DIR/cpu: the distilled CPU model (`reenact train DATASET --teacher MODEL_DIR --preset cpu`)
 GPU_ENGINES = ("torch-cuda", "ort-cuda", "ort-tensorrt")
 
 
@@ -183,15 +177,16 @@ class OrtEngine:
         for _ in range(3):
             self.infer(np.zeros(self.shape, np.uint8))
 
+    @per_frame
     def infer(self, sketch: np.ndarray) -> np.ndarray:
         _check_sketch(sketch, self.shape)
-        _to_input(sketch, self._in)
+        image_to_input(sketch, self._in)
         if self._device == "cpu":
             self.session.run_with_iobinding(self._binding)
-            return _to_image(self._out, self._image)
+            return output_to_image(self._out, self._image)
         self._in_dev.update_inplace(self._in)
         self.session.run_with_iobinding(self._binding)
-        return _to_image(self._out_dev.numpy(), self._image)
+        return output_to_image(self._out_dev.numpy(), self._image)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
@@ -231,7 +226,7 @@ class TorchEngine:
     def _forward(self):
         # uint8 -> [-1, 1] happens on the device; so does the way back.
         y = self.g(self._in)
-        return ((y.float() + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(self.torch.uint8)[0].permute(1, 2, 0)
+        return levels_from_unit(y)[0].permute(1, 2, 0)
 
     def warmup(self) -> None:
         torch = self.torch
@@ -252,6 +247,7 @@ class TorchEngine:
                 for _ in range(2):
                     self._forward()
 
+    @per_frame
     def infer(self, sketch: np.ndarray) -> np.ndarray:
         _check_sketch(sketch, self.shape)
         torch = self.torch
@@ -259,7 +255,7 @@ class TorchEngine:
             if self.device.type == "cuda":
                 self._host.numpy()[:] = sketch
                 dev = self._host.to(self.device, non_blocking=True).permute(2, 0, 1)[None]
-                self._in.copy_(dev.to(self._in.dtype).mul_(1 / 127.5).sub_(1.0))
+                self._in.copy_(unit_from_levels_(dev.to(self._in.dtype)))
                 if self._graph is not None:
                     self._graph.replay()
                 else:
@@ -268,7 +264,7 @@ class TorchEngine:
                 torch.cuda.current_stream().synchronize()
                 self._image[:] = self._host_out.numpy()
                 return self._image
-            x = torch.from_numpy(sketch).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+            x = images_to_tensor(sketch[None])
             self._in.copy_(x)
             self._image[:] = self._forward().numpy()
             return self._image
@@ -277,14 +273,16 @@ class TorchEngine:
         self._graph = None
 
 
-# name -> factory(model, cpu_threads); cpu_threads 0 = the engine's default.
-ENGINES: dict[str, Callable[[ModelDir, int], Engine]] = {
+_FACTORIES: dict[str, Callable[[ModelDir, int], Engine]] = {
     "torch-cuda": lambda m, t: TorchEngine(m, device="cuda"),
     "ort-tensorrt": lambda m, t: OrtEngine(m, provider="tensorrt"),
     "ort-cuda": lambda m, t: OrtEngine(m, provider="cuda"),
     "ort-cpu": lambda m, t: OrtEngine(m, provider="cpu", threads=t or None),
     "torch-cpu": lambda m, t: TorchEngine(m, device="cpu"),
 }
+# name -> factory(model, cpu_threads); cpu_threads 0 = the engine's default. A name in
+# ENGINE_NAMES without a factory fails here, at import, not when a user picks it.
+ENGINES: dict[str, Callable[[ModelDir, int], Engine]] = {name: _FACTORIES[name] for name in ENGINE_NAMES}
 
 # Tried in this order by "auto": the fastest that can run here wins.
 AUTO_ORDER = ("torch-cuda", "ort-cuda", "ort-cpu", "torch-cpu")

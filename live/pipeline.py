@@ -1,16 +1,18 @@
-"""The per-frame work of live: driver frame in, output frame out, each stage timed.
+"""The per-frame work of live: a driver frame in, the composed target frame out, each
+stage timed.
 
     landmarks -> smoothing -> retarget onto the target -> sketch (the model's own
-    spec and framing) -> generator -> composition into the output frame
+    spec and framing) -> generator -> composition into the target's plate
 
 Everything that can be prepared once is prepared in ``__init__`` (the plate at the
-output size, the feather mask, buffers); ``process`` only runs the stages. The
-contract (framing, sketch spec, target neutral) comes from the model directory,
-never from config.toml.
+output size, the feather mask, buffers); the per-frame methods only run the stages.
+The contract (framing, sketch spec, target neutral) comes from the model directory,
+never from config.toml. What a viewer is shown of it (the view, the badge, the
+watermark) is the output stage's business (``live/output.py``), and the controls that
+change the algorithm's parameters (gains, recalibration) live in ``live/controls.py``.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,23 +20,18 @@ import cv2
 import numpy as np
 
 from live.engines import Engine
-from live.trust import Badge, Watermarker
 from live.sources import Frame
 from models.artifact import ModelDir
 from models.config import LandmarksConfig, LiveConfig
+from models.geometry import smoothstep
 from models.landmarks import LandmarkDetector
 from models.retarget import Gains, Retargeter, estimate_neutral
 from models.sketch import render_sketch
 from models.smoothing import OneEuroFilter
+from models.hotpath import per_frame
 
 STAGES = ("landmarks", "smoothing", "retarget", "sketch", "inference", "compose")
-
-
-class Mode(enum.Enum):
-    OUTPUT = "output"
-    PASSTHROUGH = "passthrough"
-    SKETCH = "sketch"
-    SIDE_BY_SIDE = "side-by-side"
+FRONT_STAGES = STAGES[:4]  # the CPU half that the pipelined loop runs in its own thread
 
 
 @dataclass
@@ -49,6 +46,7 @@ class FaceState:
     found_at: float | None = None
     from_pts: np.ndarray | None = None  # where an ease starts
 
+    @per_frame
     def blend(self, t: float, driven: np.ndarray | None, last: np.ndarray | None, neutral: np.ndarray) -> np.ndarray | None:
         """Target landmarks to draw at time ``t``, or None to repeat the last output."""
         if driven is None:
@@ -58,21 +56,17 @@ class FaceState:
             since = t - self.lost_at
             if since < self.hold_s and last is not None:
                 return None
-            a = _smooth(min(1.0, (since - self.hold_s) / self.ease_s)) if last is not None else 1.0
+            a = smoothstep((since - self.hold_s) / self.ease_s) if last is not None else 1.0
             return (1 - a) * self.from_pts + a * neutral
         if self.lost_at is not None:  # the face just came back
             self.from_pts = last if last is not None else neutral
             self.lost_at, self.found_at = None, t
         if self.found_at is not None:
-            a = _smooth(min(1.0, (t - self.found_at) / self.ease_s))
+            a = smoothstep((t - self.found_at) / self.ease_s)
             if a >= 1.0:
                 self.found_at = None
             return (1 - a) * self.from_pts + a * driven
         return driven
-
-
-def _smooth(a: float) -> float:
-    return a * a * (3 - 2 * a)
 
 
 @dataclass
@@ -89,6 +83,7 @@ class Calibration:
     def restart(self) -> None:
         self.started, self.frames, self.ready = None, [], False
 
+    @per_frame
     def add(self, t: float, px: np.ndarray) -> bool:
         """Feed a frame; True when the neutral changed."""
         if self.ready:
@@ -107,6 +102,7 @@ class Calibration:
         return False
 
 
+@per_frame
 def fit_into(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Letterbox ``image`` into a (width, height) canvas, aspect kept, black bars."""
     w, h = size
@@ -129,14 +125,14 @@ class Compositor:
     def __init__(self, model: ModelDir, out_size: tuple[int, int], *, feather: float = 0.08) -> None:
         self.size = out_size
         ow, oh = out_size
-        plate_path = model.path / "plate.png"
-        plate = cv2.imread(str(plate_path)) if "plate.png" in model.meta["files"] else None
-        fr = model.contract.framing
+        plate = cv2.imread(str(model.path / "plate.png")) if "plate.png" in model.meta["files"] else None
         self.crop_only = plate is None
-        self._out = np.zeros((oh, ow, 3), np.uint8)
-        if self.crop_only:
-            return
-        sw, sh = fr.source_size
+        self.canvas = np.zeros((oh, ow, 3), np.uint8)
+        if not self.crop_only:
+            self._place(model.contract.framing, plate, feather)
+
+    def _place(self, fr, plate: np.ndarray, feather: float) -> None:
+        (ow, oh), (sw, sh) = self.size, fr.source_size
         s = min(ow / sw, oh / sh)
         ox, oy = (ow - sw * s) / 2, (oh - sh * s) / 2
         self.base = np.zeros((oh, ow, 3), np.uint8)
@@ -152,33 +148,34 @@ class Compositor:
         ramp = max(1, int(feather * min(self.w, self.h)))
         yy = np.minimum(np.arange(self.h), np.arange(self.h)[::-1]) / ramp
         xx = np.minimum(np.arange(self.w), np.arange(self.w)[::-1]) / ramp
-        m = np.clip(np.minimum(yy[:, None], xx[None, :]), 0, 1).astype(np.float32)
+        m = smoothstep(np.minimum(yy[:, None], xx[None, :])).astype(np.float32)
         self._sub = (slice(self.cy0 - self.y0, self.cy1 - self.y0), slice(self.cx0 - self.x0, self.cx1 - self.x0))
-        self.mask = np.ascontiguousarray((m * m * (3 - 2 * m))[self._sub])
+        self.mask = np.ascontiguousarray(m[self._sub])
         self.inv_mask = np.ascontiguousarray(1.0 - self.mask)
         self.base_region = np.ascontiguousarray(self.base[self.cy0 : self.cy1, self.cx0 : self.cx1])
         # Outside the crop the frame never changes: paint it once, then touch only the crop.
-        np.copyto(self._out, self.base)
+        np.copyto(self.canvas, self.base)
         self._region = np.empty_like(self.base_region)
 
+    @per_frame
     def compose(self, generated: np.ndarray) -> np.ndarray:
         """generated: (h, w, 3) uint8 crop -> (out_h, out_w, 3) uint8 frame (reused buffer)."""
         if self.crop_only:
-            return fit_into(generated, self.size, self._out)
+            return fit_into(generated, self.size, self.canvas)
         crop = cv2.resize(generated, (self.w, self.h), interpolation=cv2.INTER_LINEAR)[self._sub]
         cv2.blendLinear(np.ascontiguousarray(crop), self.base_region, self.mask, self.inv_mask, dst=self._region)
-        self._out[self.cy0 : self.cy1, self.cx0 : self.cx1] = self._region
-        return self._out
+        self.canvas[self.cy0 : self.cy1, self.cx0 : self.cx1] = self._region
+        return self.canvas
 
 
 @dataclass
 class FrameResult:
-    image: np.ndarray  # (out_h, out_w, 3) uint8
+    image: np.ndarray  # (out_h, out_w, 3) uint8 composed frame (reused buffer)
     face: bool  # a face was found in this driver frame
     generated: bool  # the generator ran (False: the last output was repeated)
     target_px: np.ndarray | None  # the landmarks the sketch was drawn from (target source pixels)
-    sketch: np.ndarray | None
-    crop: np.ndarray | None  # the generator's output (engine buffer: copy to keep)
+    sketch: np.ndarray | None  # the generator's input this frame, or the last one when repeating
+    crop: np.ndarray | None  # the generator's output this frame (engine buffer: copy to keep); None when repeating
     driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     timings: dict[str, float]  # seconds per stage
 
@@ -195,103 +192,72 @@ class Prepared:
 
 
 class Pipeline:
-    """``process(frame)`` runs one driver frame through every stage.
+    """``process(frame)`` runs one driver frame through every stage; ``prepare`` and
+    ``finish`` are its two halves (the pipelined loop runs them in two threads).
 
     ``reuse_landmarks=True`` (a degradation step) skips detection and reuses the last
     landmarks; ``generate=False`` skips the generator and repeats the last output.
     """
 
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
-                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
-                 badge: "Badge | None" = None, watermark: "Watermarker | None" = None) -> None:
+                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float]) -> None:
         spec = model.contract.sketch
-        if engine_shape := getattr(engine, "shape", None):
-            if tuple(engine_shape) != (spec.height, spec.width, 3):
-                raise ValueError(f"engine expects {engine_shape} sketches but the model's spec is {spec.width}x{spec.height}")
-        self.model, self.engine, self.detector, self.clock = model, engine, detector, clock
+        if tuple(engine.shape) != (spec.height, spec.width, 3):
+            raise ValueError(f"engine expects {engine.shape} sketches but the model's spec is {spec.width}x{spec.height}")
+        self.engine, self.detector, self.clock = engine, detector, clock
         self.contract = model.contract
         self.target_neutral = model.contract.neutral_px.astype(np.float64)
         self.gains = Gains(live.gain_mouth, live.gain_eyes, live.gain_brows, live.gain_rest, live.head_motion)
-        self.gain = 1.0  # the user's global expression gain (hotkeys)
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
         self.calibration = Calibration(live.neutral_seconds)
         self.retargeter: Retargeter | None = None
         self.face = FaceState()
         self.compositor = Compositor(model, out_size)
-        self.out_size = out_size
-        self.mode = Mode.OUTPUT
         self._last_px: np.ndarray | None = None  # last driver landmarks (for reuse)
         self._last_target: np.ndarray | None = None
         self._last_output: np.ndarray | None = None
         self._last_sketch: np.ndarray | None = None
-        self._last_crop: np.ndarray | None = None
-        self._view = np.zeros((out_size[1], out_size[0], 3), np.uint8)
-        self.badge = badge  # the disclosure label, on every frame that leaves
-        self.watermark = watermark  # the invisible mark with the model ID
-        self._final = np.zeros_like(self._view)
-        self._sent = 0  # frames that left: the watermark's carrier runs on this count
 
-    def _disclose(self, view: np.ndarray) -> np.ndarray:
-        """The frame that leaves: a copy with the watermark and the badge on it (the
-        compositor's buffer is reused, so marking it in place would accumulate)."""
-        if self.badge is None and self.watermark is None:
-            return view
-        np.copyto(self._final, view)
-        if self.watermark is not None:
-            self.watermark.apply(self._final, self._sent)
-        self._sent += 1
-        return self.badge.apply(self._final) if self.badge is not None else self._final
-
-    # -- controls
+    # -- parameters (the controls change these)
     def recalibrate(self) -> None:
+        """Measure the driver's neutral face again from the next frames."""
         self.calibration.restart()
 
-    def set_gain(self, gain: float) -> None:
-        self.gain = float(np.clip(gain, 0.0, 3.0))
+    def set_gains(self, gains: Gains) -> None:
+        self.gains = gains
         self.retargeter = None  # rebuilt with the new gains on the next frame
 
     def _retargeter(self) -> Retargeter:
         if self.retargeter is None:
-            g = self.gains
-            scaled = Gains(g.mouth * self.gain, g.eyes * self.gain, g.brows * self.gain, g.rest, g.head_motion)
-            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, scaled)
+            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains)
         return self.retargeter
 
-    def neutral_output(self) -> np.ndarray:
-        """The target's neutral face as an output frame (camera lost, start-up)."""
+    def neutral_frame(self) -> np.ndarray:
+        """The target's neutral face as a composed frame (camera lost, start-up); a copy."""
         sketch = render_sketch(self.contract.framing.apply(self.target_neutral), self.contract.sketch)
-        return self._disclose(self.compositor.compose(self.engine.infer(sketch))).copy()
+        return self.compositor.compose(self.engine.infer(sketch)).copy()
 
-    # -- the frame, in two halves: prepare (CPU: landmarks .. sketch) and finish
-    # (generator, composition). The pipelined loop runs them in two threads.
+    # -- the frame
+    @per_frame
     def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> FrameResult:
         return self.finish(self.prepare(frame, reuse_landmarks=reuse_landmarks, generate=generate))
 
-    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> "Prepared":
+    @per_frame
+    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> Prepared:
         """Landmarks, smoothing, retargeting and the sketch of one driver frame."""
         clock, t = self.clock, {}
         t0 = clock()
-        if reuse_landmarks and self._last_px is not None:
-            px = self._last_px
-        else:
-            lm = self.detector.detect(frame.image)
-            px = None if lm is None else lm.pixels().astype(np.float64)
+        px = self._landmarks(frame, reuse_landmarks)
         t1 = clock()
         t["landmarks"] = t1 - t0
         if px is not None and self.smoother is not None and not reuse_landmarks:
             px = self.smoother(px, frame.time)
-        if px is None and self.smoother is not None:
+        elif px is None and self.smoother is not None:
             self.smoother.reset()
         self._last_px = px
         t2 = clock()
         t["smoothing"] = t2 - t1
-
-        driven = None
-        if px is not None:
-            if self.calibration.add(frame.time, px):
-                self.retargeter = None
-            driven = self._retargeter().retarget(px).astype(np.float64)
-        target = self.face.blend(frame.time, driven, self._last_target, self.target_neutral)
+        target = self._target(frame.time, px)
         t3 = clock()
         t["retarget"] = t3 - t2
         sketch = None
@@ -303,38 +269,35 @@ class Pipeline:
         # A held or skipped frame (no sketch) reports the target it holds.
         return Prepared(frame, px, target if target is not None else self._last_target, sketch, t)
 
-    def finish(self, p: "Prepared") -> FrameResult:
-        """The generator and composition for a prepared frame: the output that leaves."""
+    @per_frame
+    def _landmarks(self, frame: Frame, reuse: bool) -> np.ndarray | None:
+        if reuse and self._last_px is not None:
+            return self._last_px
+        lm = self.detector.detect(frame.image)
+        return None if lm is None else lm.pixels().astype(np.float64)
+
+    @per_frame
+    def _target(self, t: float, px: np.ndarray | None) -> np.ndarray | None:
+        """The target landmarks to draw: driven by ``px``, or held/eased by the no-face policy."""
+        driven = None
+        if px is not None:
+            if self.calibration.add(t, px):
+                self.retargeter = None
+            driven = self._retargeter().retarget(px).astype(np.float64)
+        return self.face.blend(t, driven, self._last_target, self.target_neutral)
+
+    @per_frame
+    def finish(self, p: Prepared) -> FrameResult:
+        """The generator and composition for a prepared frame."""
         clock, t = self.clock, dict(p.timings)
         if p.sketch is None:  # held (no face yet back) or skipped by the degrader: repeat the last output
             t.update(inference=0.0, compose=0.0)
-            view = self._disclose(self._render_view(p.frame, self._last_output))
-            return FrameResult(view, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t)
+            image = self._last_output if self._last_output is not None else self.compositor.canvas
+            return FrameResult(image, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t)
         t4 = clock()
         generated = self.engine.infer(p.sketch)
         t5 = clock()
         t["inference"] = t5 - t4
-        out = self.compositor.compose(generated)
-        self._last_output, self._last_sketch, self._last_crop = out, p.sketch, generated
-        view = self._disclose(self._render_view(p.frame, out))
+        self._last_output, self._last_sketch = self.compositor.compose(generated), p.sketch
         t["compose"] = clock() - t5
-        return FrameResult(view, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t)
-
-    def _render_view(self, frame: Frame, output: np.ndarray | None) -> np.ndarray:
-        if output is None:
-            output = self._view
-        if self.mode is Mode.OUTPUT:
-            return output
-        if self.mode is Mode.PASSTHROUGH:
-            return fit_into(frame.image, self.out_size, self._view)
-        if self.mode is Mode.SKETCH:
-            return fit_into(self._last_sketch if self._last_sketch is not None else self._view, self.out_size, self._view)
-        w, h = self.out_size
-        third = (w // 3, h)
-        blank = np.zeros((8, 8, 3), np.uint8)
-        # Side by side shows the generated face itself, at the size of the other panes.
-        panes = [fit_into(frame.image, third), fit_into(self._last_sketch if self._last_sketch is not None else blank, third),
-                 fit_into(self._last_crop if self._last_crop is not None else blank, third)]
-        self._view[:] = 0
-        self._view[:, : 3 * (w // 3)] = np.hstack(panes)
-        return self._view
+        return FrameResult(self._last_output, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t)

@@ -3,21 +3,27 @@ built (``reenact live``, ``reenact bench`` and the demo call in here). Every par
 also constructible on its own, which is how the tests build sessions with fakes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
+
 from live.capture import SyncCapture, ThreadedCapture
+from live.controls import KEYS, Controls
 from live.engines import choose_model_dir, create_engine, nvidia_driver_present
 from live.loop import LiveLoop
-from live.pipeline import Mode, Pipeline
-from live.trust import Badge, Watermarker
-from live.sinks import FanOut, NullSink, RecorderSink, SinkError, VirtualCameraSink, WindowSink
+from live.output import Mode, OutputStage
+from live.pipeline import Pipeline
+from live.sinks import FanOut, RecorderSink, SinkError, VirtualCameraSink, WindowSink
 from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
-from models.artifact import load_model_dir
-from models.config import Config
+from live.trust import Badge, Watermarker
+from models.artifact import ModelDir, load_model_dir
+from models.config import AudioConfig, CaptureConfig, LandmarksConfig, LiveConfig, OutputConfig
+from models.files import atomic_write_text
 from models.landmarks import FaceMeshDetector
 
 
@@ -31,9 +37,9 @@ class SourceChoice:
     loop: bool = False  # replay a file endlessly (soak tests)
 
 
-def open_source(choice: SourceChoice, cfg: Config) -> tuple[FrameSource, Callable[[], FrameSource] | None]:
+def open_source(choice: SourceChoice, capture: CaptureConfig) -> tuple[FrameSource, Callable[[], FrameSource] | None]:
     """(source, reopen) — reopen rebuilds a camera after it was lost; None for files."""
-    c = cfg.capture
+    c = capture
     if choice.kind == "camera":
         def make() -> FrameSource:
             return WebcamSource(choice.camera, width=c.width, height=c.height, fps=c.fps, mjpg=c.mjpg)
@@ -45,24 +51,20 @@ def open_source(choice: SourceChoice, cfg: Config) -> tuple[FrameSource, Callabl
     return PuppetSource(seed=c.puppet_seed, shape=DRIVER_SHAPE, size=(640, 480), fps=c.fps, frames=frames, realtime=choice.realtime), None
 
 
-def open_sinks(cfg: Config, fps: float, *, virtual_camera: bool, window: bool, record: str,
-               on_key: Callable[[str], None] | None, log: Callable[[str], None]) -> list:
+def open_sinks(output: OutputConfig, fps: float, *, virtual_camera: bool, window: bool, record: str,
+               log: Callable[[str], None]) -> list:
     """The sinks asked for. A virtual camera that cannot open is reported with its
     fix; the session carries on with the other sinks, and fails only if none is left."""
-    o = cfg.output
-    size = (o.width, o.height)
+    size = (output.width, output.height)
     sinks, problems = [], []
-    if virtual_camera:
+    openers = [(virtual_camera, lambda: VirtualCameraSink(size=size, fps=fps, device=output.device, backend=output.backend)),
+               (window, lambda: WindowSink(size=size))]
+    for wanted, make in openers:
+        if not wanted:
+            continue
         try:
-            cam = VirtualCameraSink(size=size, fps=fps, device=o.device, backend=o.backend)
-            log(f"virtual camera: {cam.device}")
-            sinks.append(cam)
-        except SinkError as e:
-            problems.append(e)
-            log(e.line())
-    if window:
-        try:
-            sinks.append(WindowSink(size=size, on_key=on_key))
+            sinks.append(make())
+            log(f"{sinks[-1].name}: {getattr(sinks[-1], 'device', 'open')}")
         except SinkError as e:
             problems.append(e)
             log(e.line())
@@ -76,112 +78,142 @@ def open_sinks(cfg: Config, fps: float, *, virtual_camera: bool, window: bool, r
     return sinks
 
 
-def run_session(model_dir: str | Path, source: FrameSource, sinks: list, cfg: Config, *, threaded: bool,
-                reopen: Callable[[], FrameSource] | None = None, max_frames: int | None = None,
-                json_path: str | Path | None = None, mode: Mode = Mode.OUTPUT, gain: float = 1.0,
-                log: Callable[[str], None] = print, on_loop: Callable[[LiveLoop], None] | None = None,
-                fidelity_every: int = 0, observer: Callable | None = None, degrade: bool = True) -> dict:
-    """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q').
+@dataclass(frozen=True)
+class LiveSettings:
+    """The sections of the settings a live session uses (and nothing else)."""
+
+    live: LiveConfig
+    landmarks: LandmarksConfig
+    output: OutputConfig
+    audio: AudioConfig
+
+    @staticmethod
+    def of(cfg) -> "LiveSettings":
+        return LiveSettings(cfg.live, cfg.landmarks, cfg.output, cfg.audio)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this run goes, beyond the settings: what the command line asked for."""
+
+    threaded: bool = True  # capture on its own thread, newest frame wins (real time); False: every frame, in order
+    max_frames: int | None = None
+    json_path: str | Path | None = None
+    mode: Mode = Mode.OUTPUT
+    gain: float = 1.0
+    paused: bool = False
+    fidelity_every: int = 0  # > 0: Face Mesh on every n-th generated face after the run (bench)
+    degrade: bool = True  # False: flat out, every frame generated (capacity)
+
+
+def run_session(model_dir: str | Path, source: FrameSource, sinks: list, settings: LiveSettings, run: RunOptions = RunOptions(), *,
+                reopen: Callable[[], FrameSource] | None = None, log: Callable[[str], None] = print,
+                observer: Callable | None = None, on_controls: Callable[[Controls], None] | None = None) -> dict:
+    """Run one live session to its end (source ended, max_frames, Ctrl-C or 'q') and
+    return its report. Every part is closed on the way out, whatever happens.
 
     ``fidelity_every`` > 0 keeps every n-th generated face and, after the run (outside
     the timings), runs Face Mesh on it against the landmarks its sketch was drawn
     from: the report's ``fidelity`` says how faithfully the output follows the driver."""
-    model_dir, why = choose_model_dir(model_dir, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
+    model_dir, why = choose_model_dir(model_dir, engine=settings.live.engine, tier=settings.live.model_tier, gpu=nvidia_driver_present())
     log(f"model: {model_dir} ({why})")
     model = load_model_dir(model_dir)
-    if cfg.live.opencv_threads:
-        import cv2
-
-        cv2.setNumThreads(cfg.live.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
-    engine = create_engine(model, cfg.live.engine, log=log, cpu_threads=cfg.live.cpu_threads)
-    detector = FaceMeshDetector(tracking=True, min_detection_confidence=cfg.landmarks.min_detection_confidence,
-                                min_presence=cfg.landmarks.min_presence)
-    pipeline = Pipeline(model, engine, detector, live=cfg.live, landmarks=cfg.landmarks,
-                        out_size=(cfg.output.width, cfg.output.height), clock=time.perf_counter, badge=make_badge(cfg, log),
-                        watermark=make_watermark(model, cfg, log))
-    pipeline.mode = mode
-    if gain != 1.0:
-        pipeline.set_gain(gain)
-    audio = _start_audio(cfg, log) if cfg.audio.enabled else None
-    capture = ThreadedCapture(source, reopen=reopen, log=log) if threaded else SyncCapture(source)
-    fan = FanOut(sinks, log)
     kept: list = []
+    with contextlib.ExitStack() as stack:
+        loop, controls, audio = _assemble(stack, model, source, sinks, settings, run, reopen, log)
+        loop.observer = _observer(model, run.fidelity_every, kept, observer)
+        if on_controls is not None:
+            on_controls(controls)
+        report = loop.run(max_frames=run.max_frames)
+        if audio is not None:
+            report["audio"] = {**audio.stats.as_dict(), "delay_ms": round(1000 * audio.line.delay / audio.line.samplerate, 2),
+                               "device_latency_ms": round(1000 * audio.device_latency_s, 2)}
+    report["model"] = str(Path(model_dir))
+    if kept:
+        report["fidelity"] = output_fidelity(kept)
+    if run.json_path:
+        Path(run.json_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.json_path, json.dumps(report, indent=1))
+    return report
+
+
+def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource, sinks: list, settings: LiveSettings,
+              run: RunOptions, reopen, log) -> tuple[LiveLoop, Controls, object]:
+    """Build the session's parts, each registered with ``stack`` to be closed."""
+    lv, out = settings.live, settings.output
+    stack.callback(source.close)  # also when a part below fails to start (closing twice is harmless)
+    if lv.opencv_threads:
+        cv2.setNumThreads(lv.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
+    fan = FanOut(sinks, log)
+    stack.callback(fan.close)
+    engine = create_engine(model, lv.engine, log=log, cpu_threads=lv.cpu_threads)
+    stack.callback(engine.close)
+    detector = stack.enter_context(FaceMeshDetector(tracking=True, min_detection_confidence=settings.landmarks.min_detection_confidence,
+                                                    min_presence=settings.landmarks.min_presence))
+    pipeline = Pipeline(model, engine, detector, live=lv, landmarks=settings.landmarks, out_size=(out.width, out.height),
+                        clock=time.perf_counter)
+    output = OutputStage((out.width, out.height), badge=make_badge(out, log), watermark=make_watermark(model, out, log),
+                         mode=run.mode, clock=time.perf_counter)
+    audio = _start_audio(settings.audio, log) if settings.audio.enabled else None
+    if audio is not None:
+        stack.callback(audio.close)
+    capture = ThreadedCapture(source, reopen=reopen, log=log) if run.threaded else SyncCapture(source)
+    stack.callback(capture.close)
+    loop = LiveLoop(capture, pipeline, output, fan, budget_ms=lv.budget_ms, fps=getattr(source, "fps", 30.0),
+                    clock=time.monotonic, log=log, engine_name=engine.name, pipelined=lv.pipelined, degrade=run.degrade)
+    loop.paused = run.paused
+    controls = Controls(loop, pipeline, output, log=log)
+    if run.gain != 1.0:
+        controls.set_gain(run.gain)
+    for sink in sinks:
+        if isinstance(sink, WindowSink):
+            sink.on_key, sink.overlay = controls.handle_key, controls.overlay_lines
+    if audio is not None:
+        loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
+        controls.audio_stats = audio.stats
+    log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, budget {lv.budget_ms:g} ms; "
+        "keys in the window: " + ", ".join(f"{k} {v}" for k, v in KEYS.items()))
+    return loop, controls, audio
+
+
+def _observer(model: ModelDir, fidelity_every: int, kept: list, observer: Callable | None) -> Callable | None:
+    """The per-frame callback: keep every n-th generated face for the fidelity check,
+    then call the caller's own observer."""
+    if fidelity_every <= 0:
+        return observer
 
     def observe(frame, result) -> None:
-        if fidelity_every > 0 and result.crop is not None and frame.index % fidelity_every == 0:
+        if result.crop is not None and frame.index % fidelity_every == 0:
             kept.append((result.crop.copy(), model.contract.framing.apply(result.target_px)))
         if observer is not None:
             observer(frame, result)
 
-    loop = LiveLoop(capture, pipeline, fan, budget_ms=cfg.live.budget_ms, fps=getattr(source, "fps", 30.0),
-                    clock=time.monotonic, log=log, engine_name=engine.name,  # the clock frames are stamped with
-                    observer=observe if (fidelity_every > 0 or observer is not None) else None, pipelined=cfg.live.pipelined,
-                    degrade=degrade)
-    for sink in sinks:
-        if isinstance(sink, WindowSink):
-            sink.on_key = loop.handle_key
-            sink.overlay = loop.overlay_lines
-    if audio is not None:
-        loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
-        loop.audio_stats = audio.stats
-    if on_loop:
-        on_loop(loop)
-    log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, "
-        f"budget {cfg.live.budget_ms:g} ms; keys in the window: n recalibrate, m view, +/- gain, p pause, q quit")
-    try:
-        report = loop.run(max_frames=max_frames)
-    except KeyboardInterrupt:
-        loop._t_end = loop.clock()
-        report = loop.report()
-        report["interrupted"] = True
-        log("interrupted")
-    finally:
-        if audio is not None:
-            audio.close()
-        capture.close()
-        fan.close()
-        detector.close()
-        engine.close()
-    report["model"] = str(Path(model_dir))
-    if audio is not None:
-        report["audio"] = {**audio.stats.as_dict(), "delay_ms": round(1000 * audio.line.delay / audio.line.samplerate, 2),
-                           "device_latency_ms": round(1000 * audio.device_latency_s, 2)}
-    if kept:
-        report["fidelity"] = output_fidelity(kept)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=1))
-    return report
+    return observe
 
 
-def make_badge(cfg: Config, log: Callable[[str], None]) -> Badge | None:
+def make_badge(output: OutputConfig, log: Callable[[str], None]) -> Badge | None:
     """The disclosure badge from [output]; switching it off is allowed but logged."""
-    o = cfg.output
+    o = output
     if not o.badge:
         log("disclosure badge OFF (output.badge = false): viewers will not be told this face is AI-generated")
         return None
     return Badge((o.width, o.height), text=o.badge_text, position=o.badge_position, height=o.badge_size, opacity=o.badge_opacity)
 
 
-def make_watermark(model, cfg: Config, log: Callable[[str], None]) -> Watermarker | None:
+def make_watermark(model: ModelDir, output: OutputConfig, log: Callable[[str], None]) -> Watermarker | None:
     """The invisible watermark carrying the model's ID (`reenact verify` reads it)."""
-    if not cfg.output.watermark:
+    if not output.watermark:
         log("invisible watermark OFF (output.watermark = false)")
         return None
-    return Watermarker(model_id(model), (cfg.output.width, cfg.output.height))
+    return Watermarker(model.model_id, (output.width, output.height))
 
 
-def model_id(model) -> str:
-    """8 hex digits naming a model's weights: the start of generator.pt's sha256."""
-    return model.meta["files"]["generator.pt"]["sha256"][:8]
-
-
-def _start_audio(cfg: Config, log: Callable[[str], None]):
+def _start_audio(audio: AudioConfig, log: Callable[[str], None]):
     """The lip-sync audio path, or None (logged) when it cannot start: audio problems
     never stop the video."""
     from live.audio import AudioBridge, AudioError, DelayController
 
-    a = cfg.audio
+    a = audio
     controller = DelayController(offset_s=a.offset_ms / 1000, max_delay_s=a.max_delay_ms / 1000)
     try:
         bridge = AudioBridge(input=a.input, output=a.output, samplerate=a.samplerate, blocksize=a.blocksize, controller=controller, log=log)
@@ -197,7 +229,7 @@ def output_fidelity(kept: list) -> dict:
     """Face Mesh (still-image mode) on generated faces vs the landmarks they were drawn from."""
     import numpy as np
 
-    from training.metrics import landmark_fidelity
+    from models.fidelity import landmark_fidelity
 
     with FaceMeshDetector(tracking=False) as det:
         f = landmark_fidelity(np.stack([k[0] for k in kept]), np.stack([k[1] for k in kept]), det)

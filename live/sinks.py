@@ -16,12 +16,14 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 from models.errors import SinkError
+from models.hotpath import per_frame
 
 
 @runtime_checkable
 class FrameSink(Protocol):
     name: str
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None: ...
 
     def close(self) -> None: ...
@@ -80,6 +82,7 @@ class VirtualCameraSink(_Base):
             raise SinkError(f"virtual camera: {msg}", fix="`reenact doctor` checks the virtual camera") from None
         self.device = self._cam.device
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         _check(image, self.size, self.name)
         self._cam.send(image)
@@ -115,6 +118,7 @@ class RecorderSink(_Base):
         self._t0: float | None = None
         self._last: np.ndarray | None = None
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         _check(image, self.size, self.name)
         if self._t0 is None:
@@ -150,6 +154,7 @@ class WindowSink(_Base):
         except cv2.error as e:
             raise SinkError(f"window: cannot open a window here (no display?): {e}") from None
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         if self.overlay is not None:
             image = image.copy()
@@ -177,6 +182,7 @@ class NullSink(_Base):
     def __init__(self) -> None:
         self.frames = 0
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         self.frames += 1
 
@@ -196,6 +202,7 @@ class MemorySink(_Base):
         self.t_sent: list[float] = []
         self.closed = False
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         if self.keep_images:
             self.frames.append(image.copy())
@@ -215,6 +222,7 @@ class FanOut:
         self.log = log
         self.failed: list[str] = []
 
+    @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         for sink in list(self.sinks):
             try:

@@ -11,7 +11,6 @@ there is one, so an offline run behaves the same however fast the machine is. So
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from live.puppet import FaceShape, PuppetPose, place, puppet_points, render_puppet
+from models.puppet import DRIVER_SHAPE, TARGET_SHAPE, FaceShape, PuppetPose, PuppetScript  # noqa: F401 - shapes re-exported
 from models.errors import SourceError
 
 
@@ -160,64 +159,28 @@ class WebcamSource(_Base):
         self._cap.release()
 
 
-# Two stock puppets: a target and a driver with another face shape and colouring.
-TARGET_SHAPE = FaceShape(width=1.0, height=1.0, skin=(150, 180, 225), background=(70, 60, 50))
-DRIVER_SHAPE = FaceShape(width=1.18, height=0.9, skin=(120, 150, 190), background=(40, 70, 40))
-
-
-def puppet_pose_at(t: float, seed: int, *, rest_seconds: float = 1.0) -> PuppetPose:
-    """The puppet's scripted expression at time ``t`` (seconds): the first
-    ``rest_seconds`` at rest (a neutral to calibrate on), then smooth, seeded motion
-    with blinks every few seconds."""
-    rng = np.random.default_rng(seed)
-    f = rng.uniform(0.15, 0.5, size=7)  # Hz
-    ph = rng.uniform(0, 2 * math.pi, size=7)
-    ramp = min(1.0, max(0.0, (t - rest_seconds) / 0.5))
-
-    def wave(i: int) -> float:
-        return math.sin(2 * math.pi * f[i] * t + ph[i])
-
-    blink_period = 2.5 + 2 * rng.uniform()
-    phase = (t + rng.uniform() * blink_period) % blink_period
-    blink = max(0.0, 1 - abs(phase - 0.15) / 0.15) if t > rest_seconds else 0.0
-    return PuppetPose(
-        jaw=ramp * 0.7 * max(0.0, wave(0)) ** 1.5,
-        smile=ramp * 0.8 * max(0.0, wave(1)),
-        blink=min(1.0, blink * 1.2),
-        brow=ramp * 0.7 * max(0.0, wave(2)) ** 2,
-        yaw=ramp * 18 * wave(3),
-        pitch=ramp * 8 * wave(4),
-        roll=ramp * 6 * wave(5),
-    )
-
-
 class PuppetSource(_Base):
-    """The synthetic puppet as a video source. Deterministic for a given seed: frame
-    ``i`` shows ``puppet_pose_at(i / fps, seed)``, so tests can know the truth."""
+    """The synthetic puppet as a video source: the frames of a ``PuppetScript``.
+    Deterministic for a given seed, so tests can know the truth (``points(i)``)."""
 
     def __init__(self, *, seed: int = 1, shape: FaceShape = TARGET_SHAPE, size: tuple[int, int] = (512, 512),
                  fps: float = 30.0, frames: int | None = None, realtime: bool = False, drift: float = 0.06) -> None:
-        self.seed, self.shape, self.size, self.fps = seed, shape, size, fps
-        self.frames, self.realtime, self.drift = frames, realtime, drift
+        self.script = PuppetScript(seed, shape, size, fps, drift)
+        self.size, self.fps, self.frames, self.realtime = size, fps, frames, realtime
         self._index = 0
         self._t0: float | None = None
 
     def pose(self, index: int) -> PuppetPose:
-        return puppet_pose_at(index / self.fps, self.seed)
+        return self.script.pose(index)
 
     def points(self, index: int) -> np.ndarray:
         """(478, 3) pixel landmarks of frame ``index``: the ground truth it renders."""
-        w, h = self.size
-        t = index / self.fps
-        iod = 0.27 * min(w, h)
-        cx = w / 2 + self.drift * w * math.sin(2 * math.pi * 0.11 * t) * (t > 1)
-        cy = h / 2 - 0.5 * iod + self.drift * h * 0.5 * math.sin(2 * math.pi * 0.07 * t + 1) * (t > 1)
-        return place(puppet_points(self.pose(index), self.shape), self.size, iod_px=iod, center=(cx, cy))
+        return self.script.points(index)
 
     def read(self) -> Frame | None:
         if self.frames is not None and self._index >= self.frames:
             return None
-        img = render_puppet(self.points(self._index), self.size, self.shape)
+        img = self.script.image(self._index)
         now = time.monotonic()
         if self.realtime:
             self._t0 = now if self._t0 is None else self._t0
@@ -228,24 +191,3 @@ class PuppetSource(_Base):
         frame = Frame(img, now, self._index, self._index / self.fps)
         self._index += 1
         return frame
-
-
-def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: float) -> int:
-    """Write BGR frames to an mp4 (mp4v). Returns the number written."""
-    import cv2
-
-    writer = None
-    n = 0
-    try:
-        for img in frames:
-            if writer is None:
-                h, w = img.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                if not writer.isOpened():
-                    raise SourceError(f"cannot write video {str(path)!r}")
-            writer.write(img)
-            n += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    return n

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from models.hotpath import per_frame
 
 
 def summarize_ms(samples_s: list[float] | np.ndarray) -> dict[str, float]:
@@ -25,6 +26,7 @@ class StageStats:
         self.recent: dict[str, deque] = {}
         self.window = window
 
+    @per_frame
     def add(self, name: str, seconds: float) -> None:
         self.all.setdefault(name, []).append(seconds)
         self.recent.setdefault(name, deque(maxlen=self.window)).append(seconds)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from models.hotpath import per_frame
 
 GRID = (64, 36)  # cells across, down (16:9 output; other aspects stretch the cells)
 BITS = 32
@@ -92,6 +93,7 @@ class Watermarker:
         self.size = size
         self.model_id = model_id
 
+    @per_frame
     def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
         """BGR uint8 (h, w, 3), changed in place and returned."""
         c = carrier(index)
@@ -153,21 +155,14 @@ class Detector:
 
 def read_video(path: str, *, window: int | None = None, max_frames: int | None = None) -> tuple[Reading, list[Reading]]:
     """(whole-video reading, readings of consecutive ``window``-frame stretches)."""
-    from models.video import open_video
+    from itertools import islice
 
-    cap, _ = open_video(path)  # SourceError naming the file when it is not a readable video
+    from models.video import frames
+
     det = Detector()
-    while max_frames is None or len(det.series) < max_frames:
-        ok, frame = cap.read()
-        if not ok:
-            break
+    for frame in islice(frames(path), max_frames):  # SourceError naming the file when it is not a readable video
         det.add(frame)
-    cap.release()
     n = len(det.series)
-    if n == 0:
-        from models.errors import SourceError
-
-        raise SourceError(f"{str(path)!r} has no decodable frames")
     windows = [det.reading(s, s + window) for s in range(0, n - window + 1, window)] if window else []
     return det.reading(), windows
 
@@ -194,6 +189,7 @@ class Badge:
         self.label = label
         self.alpha = float(opacity)
 
+    @per_frame
     def apply(self, frame: np.ndarray) -> np.ndarray:
         x, y, bw, bh = self.box
         region = frame[y : y + bh, x : x + bw]

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.files import atomic_write_text, confined, sha256_file
+from models.files import atomic_write_text, confined, read_record, sha256_file
 from models.framing import Framing
 from models.sketch import SketchSpec
 from models.errors import ModelError
 
 FORMAT = "reenact-model"
 VERSION = 1
+CPU_TIER = "cpu"  # MODEL_DIR/cpu: the model's CPU tier, which live loads on machines without an NVIDIA GPU
 
 
 class ArtifactError(ModelError):
@@ -112,6 +113,16 @@ class ModelDir:
     def generator_config(self) -> dict:
         return self.meta["generator"]
 
+    @property
+    def model_id(self) -> str:
+        """8 hex digits naming these weights (in logs, model cards and the watermark)."""
+        return model_id_of(self.meta["files"]["generator.pt"]["sha256"])
+
+
+def model_id_of(generator_sha256: str) -> str:
+    """A model's ID: the first 8 hex digits of its generator.pt's sha256."""
+    return generator_sha256[:8]
+
 
 def check_model_path(path: str | Path) -> Path:
     """``path`` as a model directory that exists, or ArtifactError saying what it is instead."""
@@ -128,20 +139,8 @@ def read_model_json(p: Path) -> dict:
     mj = p / "model.json"
     if not mj.is_file():
         raise ArtifactError(f"{str(p)!r} is not a reenact model (no model.json): train one with `reenact train DATASET --out {p}`")
-    try:
-        meta = json.loads(mj.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{mj} is corrupt: {e}") from None
-    if not isinstance(meta, dict):
-        raise ArtifactError(f"{mj} is corrupt: it holds a JSON {type(meta).__name__}, not an object")
-    if meta.get("format") != FORMAT:
-        raise ArtifactError(f"{mj} is not a reenact model file (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ArtifactError(f"{mj} has format version {meta.get('version')!r}; this reenact reads version {VERSION}")
-    for key, kind in (("files", dict), ("contract", dict), ("generator", dict)):
-        if not isinstance(meta.get(key), kind):
-            raise ArtifactError(f"{mj} is corrupt: its {key!r} entry is missing or not a {kind.__name__}")
-    return meta
+    return read_record(mj, error=ArtifactError, kind=FORMAT, version=VERSION,
+                       keys={"files": dict, "contract": dict, "generator": dict})
 
 
 def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str, ...] = ()) -> ModelDir:
@@ -175,12 +174,12 @@ def load_generator(model: ModelDir, device="cpu"):
     anything but tensors and plain types could run code from it."""
     import torch
 
-    from models.unet import UNetConfig, UNetGenerator
+    from models.unet import UNetGenerator, from_architecture
 
     path = model.file("generator.pt")
     try:
-        g = UNetGenerator(UNetConfig(**model.generator_config))
-    except (TypeError, ValueError) as e:
+        g = UNetGenerator(from_architecture(model.generator_config))
+    except ValueError as e:
         raise ArtifactError(f"{model.path / 'model.json'}: its generator settings are invalid ({e})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

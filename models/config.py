@@ -115,9 +115,13 @@ class TrainConfig:
     seed: int = _f(0, lo=0, hi=2**31 - 1)
 
 
+# The inference engines live can run (live/engines.py builds its registry from this list).
+ENGINE_NAMES = ("torch-cuda", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch-cpu")
+
+
 @dataclass(frozen=True)
 class LiveConfig:
-    engine: str = _f("auto", choices=("auto", "torch-cuda", "ort-cuda", "ort-tensorrt", "ort-cpu"))
+    engine: str = _f("auto", choices=("auto",) + ENGINE_NAMES, doc="auto = the fastest engine that runs here")
     model_tier: str = _f("auto", choices=("auto", "full", "cpu"),
                          doc="auto = MODEL_DIR/cpu (the distilled CPU model) when no NVIDIA GPU is present")
     budget_ms: float = _f(33.0, lo=1.0, hi=1000.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -59,3 +60,35 @@ def confined(root: str | os.PathLike, name: str) -> Path:
     if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or name.startswith("~"):
         raise ValueError(f"file name {name!r} points outside its directory")
     return Path(root) / pure
+
+
+def read_record(path: Path, *, error: type[Exception], kind: str, version: int, keys: dict[str, type], hint: str = "") -> dict:
+    """A reenact JSON record (model.json, manifest.json) from an untrusted file: an
+    object whose ``format`` is ``kind`` and ``version`` is ``version``, with each of
+    ``keys`` present as its JSON type. Anything else raises ``error`` naming the file
+    (``hint``, e.g. "; rebuild the dataset", is added to the message)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is corrupt: {e}{hint}") from None
+    if not isinstance(record, dict):
+        raise error(f"{path} is corrupt: it holds a JSON {type(record).__name__}, not an object{hint}")
+    if record.get("format") != kind:
+        raise error(f"{path} is not a {kind} record (format {record.get('format')!r}){hint}")
+    if record.get("version") != version:
+        raise error(f"{path} has format version {record.get('version')!r}; this reenact reads version {version}{hint}")
+    for key, typ in keys.items():
+        if not isinstance(record.get(key), typ):
+            raise error(f"{path} is damaged: {key!r} is missing or not a JSON {typ.__name__}{hint}")
+    return record
+
+
+def make_dir(path: str | os.PathLike, *, error: type[Exception], what: str) -> Path:
+    """Create ``path`` (and its parents) for writing ``what`` into, or raise ``error``
+    saying why the OS refused (a path through a regular file, no permission, ...)."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"cannot write {what} to {str(p)!r}: {e.strerror} ({e.filename})") from None
+    return p

@@ -47,6 +47,13 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
     return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
 
 
+def smoothstep(x):
+    """0 below 0, 1 above 1, and the cubic 3x² − 2x³ between: an ease with no jump in
+    speed at either end. Works on floats and arrays."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
 def eye_centers(px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(right, left) eye centres, each (3,), from the eye corners."""
     right = (px[T.RIGHT_EYE_OUTER] + px[T.RIGHT_EYE_INNER]) / 2
@@ -87,9 +94,6 @@ class Expression:
     brow_height: float  # mean brow-to-eye-centre height
     eye_open_right: float = 0.0
     eye_open_left: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
 
 
 def expression(px: np.ndarray) -> Expression:

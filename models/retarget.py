@@ -27,6 +27,7 @@ import numpy as np
 from models import topology as T
 from models.faces import base_face
 from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles, rotation_from_angles
+from models.hotpath import per_frame
 
 
 class CanonicalFrame:
@@ -102,6 +103,7 @@ class Retargeter:
         self.gains = gains
         self._g = gains.per_point() * _feature_ratios(self.target.neutral, self.driver.neutral)
 
+    @per_frame
     def retarget(self, driver_px: np.ndarray) -> np.ndarray:
         d = self.driver.to_canonical(driver_px)
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from models import topology as T
+from models.hotpath import per_frame
 
 RENDERER_VERSION = 1
 
@@ -81,6 +82,7 @@ class SketchSpec:
         return SketchSpec(int(d["width"]), int(d["height"]), float(d["line_width"]), bool(d["fill_mouth"]))
 
 
+@per_frame
 def render_sketch(points: np.ndarray, spec: SketchSpec) -> np.ndarray:
     """Draw a face sketch.
 
@@ -107,6 +109,7 @@ def render_sketch(points: np.ndarray, spec: SketchSpec) -> np.ndarray:
     return img
 
 
+@per_frame
 def _draw_irises(img: np.ndarray, points: np.ndarray, fixed: np.ndarray) -> None:
     """Filled irises, clipped to the eye openings so a closed eye shows no iris."""
     h, w = img.shape[:2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from models.hotpath import per_frame
 
 
 def _alpha(cutoff: float | np.ndarray, dt: float) -> float | np.ndarray:
@@ -34,6 +35,7 @@ class OneEuroFilter:
         self._dx: np.ndarray | None = None
         self._t = 0.0
 
+    @per_frame
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
         """Filter sample ``x`` taken at time ``t`` (seconds, increasing)."""
         x = np.asarray(x, dtype=np.float64)

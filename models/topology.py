@@ -22,7 +22,7 @@ RIGHT_IRIS_CENTER, LEFT_IRIS_CENTER = 468, 473
 UPPER_LIP_INNER, LOWER_LIP_INNER = 13, 14
 MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 RIGHT_BROW_MID, LEFT_BROW_MID = 105, 334
-NOSE_TIP, CHIN, FOREHEAD = 1, 152, 10
+NOSE_TIP = 1
 
 # Points that move little with expression: eye corners, nose bridge, forehead, temples.
 # Head pose is fitted on these only, so a smile or an open jaw does not read as a head turn.

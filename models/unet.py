@@ -12,29 +12,35 @@ which avoids the checkerboard artifacts of transposed convolutions.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from models.config import ModelConfig
 
-@dataclass(frozen=True)
-class UNetConfig:
-    ngf: int = 64
-    depth: int = 8
-    dropout: float = 0.5
-    upsample: str = "transpose"  # or "resize"
+ARCHITECTURE_KEYS = ("ngf", "depth", "dropout", "upsample")  # what model.json's "generator" records
 
-    def __post_init__(self) -> None:
-        if self.depth < 3 or self.ngf < 1 or self.upsample not in ("transpose", "resize") or not 0 <= self.dropout < 1:
-            raise ValueError(f"invalid UNetConfig {self}")
 
-    @property
-    def multiple(self) -> int:
-        return 2**self.depth
+def architecture(cfg: ModelConfig) -> dict:
+    """The generator's architecture as recorded in model.json and checkpoints."""
+    return {k: getattr(cfg, k) for k in ARCHITECTURE_KEYS}
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+def from_architecture(record: dict, size: int = 256) -> ModelConfig:
+    """A ModelConfig from a recorded architecture (untrusted: ValueError when it is not one)."""
+    if not isinstance(record, dict) or set(record) != set(ARCHITECTURE_KEYS):
+        raise ValueError(f"a generator record has exactly {', '.join(ARCHITECTURE_KEYS)}; got {record!r}")
+    try:
+        cfg = ModelConfig(size=int(size), ngf=int(record["ngf"]), depth=int(record["depth"]), dropout=float(record["dropout"]),
+                          upsample=str(record["upsample"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"a generator record holds a wrong type: {e}") from None
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: ModelConfig) -> None:
+    if cfg.depth < 3 or cfg.ngf < 1 or cfg.upsample not in ("transpose", "resize") or not 0 <= cfg.dropout < 1:
+        raise ValueError(f"invalid generator architecture {architecture(cfg)}")
 
 
 def _width(ngf: int, level: int) -> int:
@@ -48,8 +54,11 @@ def _up(cin: int, cout: int, mode: str) -> nn.Module:
 
 
 class UNetGenerator(nn.Module):
-    def __init__(self, cfg: UNetConfig = UNetConfig()) -> None:
+    """``cfg``: the [model] section (its ``size`` is the input's, not the network's)."""
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__()
+        _check(cfg)
         self.cfg = cfg
         d, ngf = cfg.depth, cfg.ngf
         widths = [_width(ngf, i) for i in range(d)]
@@ -77,7 +86,7 @@ class UNetGenerator(nn.Module):
             self.up.append(nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.cfg.multiple
+        m = 2**self.cfg.depth
         if not torch.jit.is_tracing() and (x.shape[-1] % m or x.shape[-2] % m):
             raise ValueError(f"UNetGenerator(depth={self.cfg.depth}) needs H and W divisible by {m}, got {tuple(x.shape[-2:])}")
         skips = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -67,3 +67,29 @@ def frames(path: str | Path, *, error: type[ReenactError] = SourceError) -> Iter
             yield img
     finally:
         cap.release()
+
+
+def write_video(path: str | Path, images: Iterable[np.ndarray], fps: float, *, error: type[ReenactError] = SourceError) -> int:
+    """Write BGR frames to an mp4 (mp4v), atomically: under a hidden name until the last
+    frame is in, so an interrupted write leaves no file that looks complete. Returns
+    the number of frames written."""
+    from models.files import atomic_path
+
+    n = 0
+    with atomic_path(path, suffix=".partial.mp4") as tmp:
+        writer = None
+        try:
+            for img in images:
+                if writer is None:
+                    h, w = img.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise error(f"cannot write video {str(path)!r}")
+                writer.write(img)
+                n += 1
+        finally:
+            if writer is not None:
+                writer.release()
+        if writer is None:
+            raise error(f"no frames to write to {str(path)!r}")
+    return n

@@ -24,30 +24,25 @@ def clips_dir() -> Path:
 
 def read_landmarks(path: Path, *, every: int = 1, limit: int | None = None):
     """Face Mesh (tracking) pixel landmarks of a video's frames: list of (478, 3) or None."""
-    import cv2
-
     from models.landmarks import FaceMeshDetector
+    from models.video import frames
 
-    cap = cv2.VideoCapture(str(path))
     out = []
     with FaceMeshDetector(tracking=True) as det:
-        i = 0
-        while limit is None or len(out) < limit:
-            ok, img = cap.read()
-            if not ok:
+        for i, img in enumerate(frames(path)):
+            if limit is not None and len(out) >= limit:
                 break
-            lm = det.detect(img)
+            lm = det.detect(img)  # every frame: tracking mode needs them in order
             if i % every == 0:
                 out.append(None if lm is None else lm.pixels())
-            i += 1
-    cap.release()
     return out
 
 
 @pytest.fixture(scope="session")
 def puppet_dataset(tmp_path_factory):
     """A small hermetic dataset: 4 s of the synthetic target puppet, 64 px framing."""
-    from live.sources import TARGET_SHAPE, PuppetSource, write_video
+    from live.sources import TARGET_SHAPE, PuppetSource
+    from models.video import write_video
     from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchConfig
     from training.dataset import SYNTHETIC_CONSENT, build_dataset
 
@@ -63,7 +58,7 @@ def puppet_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_dataset(clips_dir, tmp_path_factory):
     """`reenact dataset` on the real target clip (d6), built once per test session."""
-    from live.cli import main
+    from reenact.cli import main
 
     out = tmp_path_factory.mktemp("real_ds") / "d6"
     assert main(["dataset", str(TARGET_CLIP), "--out", str(out), "--quiet",

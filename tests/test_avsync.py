@@ -55,7 +55,7 @@ def test_delayed_audio_follows_the_latency_it_is_given():
 
 @pytest.mark.clips
 def test_bench_av_on_a_real_clip_is_within_one_frame(tiny_model_real, tmp_path):
-    from live.cli import main
+    from reenact.cli import main
 
     out = tmp_path / "av.json"
     assert main(["bench", "--av", "--model", str(tiny_model_real), "--source", str(DRIVER_CLIPS[1]), "--json", str(out)]) == 0

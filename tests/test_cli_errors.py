@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def reenact(*argv: str, cwd: Path, stdin_closed: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
     """``reenact ARGV`` as a user runs it: a new process, cwd without a config.toml."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "live.cli", *argv]
+    cmd = [sys.executable, "-m", "reenact", *argv]
     if stdin_closed:  # as under some service managers: file descriptor 0 is not open at all
         cmd = ["bash", "-c", 'exec "$@" 0<&-', "reenact", *cmd]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
@@ -56,21 +56,13 @@ class NotATensor:
     """A picklable object that ``torch.load(weights_only=True)`` refuses."""
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory, tiny_model, puppet_dataset):
     """Every bad (and borderline good) input of the table, built once."""
     import torch
 
     from live.sources import TARGET_SHAPE, PuppetSource
+    from models.video import write_video
 
     d = tmp_path_factory.mktemp("bad")
     files: dict[str, Path] = {"dir": d}
@@ -79,8 +71,8 @@ def bad(tmp_path_factory, tiny_model, puppet_dataset):
     (d / "text.mp4").write_text("this is not a video\n" * 50)
     face = PuppetSource(seed=4, shape=TARGET_SHAPE, size=(192, 192)).read().image
     cv2.imwrite(str(d / "image.png"), face)
-    _write_video(d / "one_frame.mp4", [face])
-    _write_video(d / "no_face.mp4", [np.full((96, 128, 3), 90, np.uint8)] * 20)
+    write_video(d / "one_frame.mp4", [face], 30.0)
+    write_video(d / "no_face.mp4", [np.full((96, 128, 3), 90, np.uint8)] * 20, 30.0)
     (d / "afile").write_text("a regular file\n")
 
     # Datasets
@@ -271,7 +263,7 @@ def test_ctrl_c_stops_with_exit_130_and_keeps_the_report(command, bad, tmp_path)
             "live": ["live", "--model", str(bad["model"]), "--source", "puppet", "--no-virtual-camera",
                      "--record", str(tmp_path / "live.mp4"), "--json", str(report)]}[command]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "live.cli", *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "reenact", *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
     for line in proc.stdout:  # wait until frames flow

@@ -20,10 +20,23 @@ def test_shipped_config_toml_lists_every_default():
             assert f"\n{f.name} = " in text, f"config.toml lacks {section.name}.{f.name}"
 
 
-def test_sections_are_frozen():
-    cfg = load_config(None)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.live.budget_ms = 10  # type: ignore[misc]
+FLOAT_KEYS = [f"{section.name}.{f.name}" for section in dataclasses.fields(Config)
+              for f in dataclasses.fields(section.default_factory()) if isinstance(getattr(section.default_factory(), f.name), float)]
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_key_refuses_nan_and_infinities(key, value):
+    """NaN passes every range comparison (all are false), so it needs its own check."""
+    with pytest.raises(ConfigError, match=rf"{key} = .*must be a finite number"):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_badge_text_must_be_drawable():
+    for text, message in (("' '", "must not be empty"), ("'Künstlich'", "ASCII"), ("'" + "x" * 41 + "'", "at most 40")):
+        with pytest.raises(ConfigError, match=rf"output\.badge_text = .*{message}"):
+            load_config(None, [f"output.badge_text={text}"])
+    assert load_config(None, ["output.badge_text='Synthetic video'"]).output.badge_text == "Synthetic video"
 
 
 @pytest.mark.parametrize(

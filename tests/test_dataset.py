@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from live.cli import main
-from live.sources import TARGET_SHAPE, PuppetSource, write_video
+from reenact.cli import main
+from live.sources import TARGET_SHAPE, PuppetSource
+from models.video import write_video
 from models.config import DatasetConfig, LandmarksConfig, ModelConfig, SketchConfig
 from models.framing import Framing
 from models.sketch import SketchSpec, render_sketch

@@ -29,7 +29,7 @@ def test_live_runs_on_when_audio_cannot_start(tiny_model, tmp_path, monkeypatch)
     """An audio fault never stops the video: a bad device is reported and live goes on."""
     import dataclasses
 
-    from live.session import run_session
+    from live.session import LiveSettings, RunOptions, run_session
     from live.sinks import NullSink
     from live.sources import PuppetSource
     from models.config import Config
@@ -37,6 +37,7 @@ def test_live_runs_on_when_audio_cannot_start(tiny_model, tmp_path, monkeypatch)
     cfg = Config()
     cfg = dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, enabled=True, input="no such microphone"))
     logs = []
-    report = run_session(tiny_model, PuppetSource(size=(160, 120), frames=10), [NullSink()], cfg, threaded=False, log=logs.append)
+    report = run_session(tiny_model, PuppetSource(size=(160, 120), frames=10), [NullSink()], LiveSettings.of(cfg),
+                         RunOptions(threaded=False), log=logs.append)
     assert report["frames_out"] == 10
     assert "audio" not in report and any("continuing without audio" in line for line in logs)

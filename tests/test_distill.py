@@ -14,8 +14,8 @@ from live.engines import choose_model_dir
 from models.artifact import ArtifactError, load_generator, load_model_dir
 from models.config import PRESETS, ConfigError, ModelConfig, TrainConfig, load_config
 from models.geometry import expression
-from training.distill import CACHE, DistillError, puppet_faces, render_with, retarget_onto
-from training.train import load_checkpoint, train
+from training.distill import CACHE, DistillError, distill, puppet_faces, render_with, retarget_onto
+from training.train import load_checkpoint
 
 STUDENT = ModelConfig(size=64, depth=6, ngf=4, upsample="resize")
 
@@ -27,7 +27,8 @@ def tiny(**kw) -> TrainConfig:
 
 def distil(ds, out, teacher, cfg, **kw):
     logs: list[str] = []
-    summary = train(ds, out, model=STUDENT, cfg=cfg, progress=False, log=logs.append, teacher=teacher, **kw)
+    summary = distill(ds, out, teacher=teacher, drivers=kw.pop("drivers", []), model=STUDENT, cfg=cfg, progress=False,
+                      log=logs.append, **kw)
     return summary, logs
 
 
@@ -72,7 +73,8 @@ def test_driven_faces_follow_the_driver_on_the_target(tiny_model):
 
 def test_driver_videos_are_read_with_face_mesh(tmp_path):
     """A driver clip's faces are found on every 2nd frame and follow the driver."""
-    from live.sources import DRIVER_SHAPE, PuppetSource, write_video
+    from live.sources import DRIVER_SHAPE, PuppetSource
+    from models.video import write_video
     from training.distill import video_faces
 
     src = PuppetSource(seed=5, shape=DRIVER_SHAPE, size=(256, 256), frames=90)
@@ -126,7 +128,7 @@ def test_unusable_teachers_and_drivers_are_named(puppet_dataset, tiny_model, tmp
     with pytest.raises(DistillError, match="teacher"):
         distil(puppet_dataset, tmp_path / "a", tmp_path / "nowhere", tiny())
     blank = tmp_path / "blank.mp4"
-    from live.sources import write_video
+    from models.video import write_video
 
     write_video(blank, (np.full((96, 96, 3), 80, np.uint8) for _ in range(30)), 30.0)
     with pytest.raises(DistillError, match="blank.mp4"):
@@ -136,7 +138,7 @@ def test_unusable_teachers_and_drivers_are_named(puppet_dataset, tiny_model, tmp
 def test_cli_puts_the_student_beside_its_teacher(puppet_dataset, tiny_model, tmp_path):
     import shutil
 
-    from live.cli import main
+    from reenact.cli import main
 
     teacher = tmp_path / "teacher"
     shutil.copytree(tiny_model, teacher)
@@ -152,7 +154,7 @@ def test_cli_puts_the_student_beside_its_teacher(puppet_dataset, tiny_model, tmp
 
 
 def test_demo_trains_the_cpu_preset_without_a_gpu():
-    from live.cli import demo_preset
+    from reenact.demo import demo_preset
 
     assert demo_preset(None, gpu=False)[0] == "cpu" and demo_preset(None, gpu=True)[0] == "full"
     assert demo_preset("full", gpu=False)[0] == "full"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live.puppet import PuppetPose, place, puppet_points, render_puppet
+from models.puppet import PuppetPose, place, puppet_points, render_puppet
 from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource
 from models import topology as T
 from models.geometry import expression, interocular
@@ -20,7 +20,7 @@ def still():
 
 def shot(pose, shape=TARGET_SHAPE, size=384):
     iod = 0.27 * size
-    pts = place(puppet_points(pose, shape), (size, size), iod_px=iod, center=(size / 2, size / 2 - 0.5 * iod))
+    pts = place(puppet_points(pose, shape), iod_px=iod, center=(size / 2, size / 2 - 0.5 * iod))
     return pts, render_puppet(pts, (size, size), shape)
 
 

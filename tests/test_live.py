@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from live.capture import CameraLost, SyncCapture, ThreadedCapture
-from live.engines import TOLERANCE, EngineError, create_engine
 from live.loop import LEVELS, LiveLoop
-from live.pipeline import Compositor, Mode, Pipeline
+from live.controls import Controls
+from live.output import Mode, OutputStage
+from live.pipeline import Compositor, Pipeline
 from live.sinks import FanOut, MemorySink, SinkError, VirtualCameraSink
 from live.sources import DRIVER_SHAPE, Frame, PuppetSource, SourceError
 from models.artifact import load_model_dir
@@ -35,8 +36,9 @@ def make_loop(model_dir, clock, *, script=None, source=None, capture=None, engin
     sink = MemorySink(clock)
     fan = FanOut([sink] + (sinks or []), log=lambda s: None)
     logs: list[str] = []
-    loop = LiveLoop(capture or SyncCapture(src), pipe, fan, budget_ms=budget_ms, fps=30.0, clock=clock, sleep=clock.sleep, log=logs.append,
-                    pipelined=pipelined)
+    output = OutputStage(OUT, badge=None, watermark=None, clock=clock)
+    loop = LiveLoop(capture or SyncCapture(src), pipe, output, fan, budget_ms=budget_ms, fps=30.0, clock=clock, sleep=clock.sleep,
+                    log=logs.append, pipelined=pipelined)
     return loop, sink, engine, detector, src, logs
 
 
@@ -115,7 +117,7 @@ def test_camera_loss_keeps_the_sinks_alive_and_recovers(tiny_model, pipelined):
     assert report["frames_out"] == 25 and second.index >= 10  # driving resumed from the reopened camera
     assert len(sink.frames) == report["frames_out"] + report["frames_camera_lost"]
     assert len(attempts) == 3 and first.closed
-    neutral = loop.pipeline.neutral_output()
+    neutral = loop.output.disclose(loop.pipeline.neutral_frame())
     assert any(np.array_equal(f, neutral) for f in sink.frames)
 
 
@@ -240,7 +242,8 @@ def test_clean_shutdown_from_a_hotkey_releases_everything(tiny_model):
     src = StampedSource(clock, frames=10**6)
     loop, sink, engine, detector, _, _ = make_loop(tiny_model, clock, source=src)
     stopper = MemorySink(clock)
-    stopper.send = lambda image, t: loop.handle_key("q") if len(sink.frames) >= 25 else None
+    controls = Controls(loop, loop.pipeline, loop.output, log=lambda s: None)
+    stopper.send = lambda image, t: controls.handle_key("q") if len(sink.frames) >= 25 else None
     loop.sinks.sinks.append(stopper)
     report = loop.run()
     loop.capture.close()
@@ -250,20 +253,27 @@ def test_clean_shutdown_from_a_hotkey_releases_everything(tiny_model):
 
 
 def test_controls_change_the_view_gain_and_neutral(tiny_model):
+    """Keys reach the parts through one command interface: the view of the output stage,
+    the pipeline's gains and calibration, the loop's pause."""
     clock = FakeClock()
     loop, sink, _, _, src, logs = make_loop(tiny_model, clock)
-    pipe = loop.pipeline
+    pipe, controls = loop.pipeline, Controls(loop, loop.pipeline, loop.output, log=logs.append)
     frame = src.read()
-    out = pipe.process(frame).image.copy()
-    loop.handle_key("m")
-    assert pipe.mode is Mode.PASSTHROUGH
-    assert not np.array_equal(pipe.process(src.read()).image, out)
-    loop.handle_key("+")
-    assert pipe.gain == pytest.approx(1.1)
-    loop.handle_key("n")
+    out = loop.output.render(frame, pipe.process(frame))[0].copy()
+    controls.handle_key("m")
+    assert loop.output.mode is Mode.PASSTHROUGH
+    frame = src.read()
+    assert not np.array_equal(loop.output.render(frame, pipe.process(frame))[0], out)
+    mouth = pipe.gains.mouth
+    controls.handle_key("+")
+    assert controls.gain == pytest.approx(1.1) and pipe.gains.mouth == pytest.approx(1.1 * mouth)
+    assert pipe.gains.head_motion == controls.base.head_motion  # the expression gain leaves head motion alone
+    controls.handle_key("n")
     assert not pipe.calibration.ready
-    loop.handle_key("p")
+    controls.handle_key("p")
     assert loop.paused
+    controls.handle_key("x")  # an unknown key changes nothing
+    assert loop.paused and controls.gain == pytest.approx(1.1)
 
 
 def test_compositor_places_the_face_in_the_plate_with_a_soft_seam(tiny_model):
@@ -277,70 +287,6 @@ def test_compositor_places_the_face_in_the_plate_with_a_soft_seam(tiny_model):
     assert inside == 255
     edge = row[comp.cx0 : comp.cx0 + 6]
     assert np.all(np.diff(edge) >= 0) and edge[0] < 200  # ramps up: no hard seam
-
-
-def test_engines_agree_within_tolerance(tiny_model):
-    model = load_model_dir(tiny_model)
-    ref = create_engine(model, "torch-cpu")
-    ort = create_engine(model, "ort-cpu")
-    rng = np.random.default_rng(0)
-    from models.sketch import render_sketch
-
-    c = model.contract
-    for k in range(3):
-        pts = c.framing.apply(c.neutral_px) + rng.normal(0, 1.0, (478, 3)).astype(np.float32)
-        sketch = render_sketch(pts, c.sketch)
-        a = ref.infer(sketch).astype(int)
-        b = ort.infer(sketch).astype(int)
-        assert np.abs(a - b).mean() <= TOLERANCE["fp32"]
-    with pytest.raises(ValueError, match="uint8"):
-        ort.infer(np.zeros((10, 10, 3), np.uint8))
-    with pytest.raises(EngineError, match="unknown engine"):
-        create_engine(model, "tensorflow")
-
-
-def test_auto_engine_on_this_machine_explains_its_choice(tiny_model):
-    import torch
-
-    lines = []
-    engine = create_engine(load_model_dir(tiny_model), "auto", log=lines.append)
-    if not torch.cuda.is_available():
-        assert engine.name == "ort-cpu" and engine.precision == "fp32"
-        assert "torch-cuda" in lines[0] and "skipped" in lines[0]
-
-
-def test_virtual_camera_through_real_pyvirtualcam_with_a_test_backend():
-    import pyvirtualcam
-
-    received = []
-
-    class Backend:
-        def __init__(self, *, width, height, fps, fourcc, device, **kw):
-            self.size, self.fourcc = (width, height), fourcc
-
-        def close(self):
-            received.append("closed")
-
-        def send(self, frame):
-            received.append(frame.copy())
-
-        def device(self):
-            return "test-cam"
-
-        def native_fourcc(self):
-            return None
-
-    pyvirtualcam.register_backend("reenact-test", Backend)  # pyvirtualcam's official hook
-    try:
-        with VirtualCameraSink(size=(64, 48), fps=30, backend="reenact-test") as cam:
-            assert cam.device == "test-cam"
-            img = np.full((48, 64, 3), 7, np.uint8)
-            cam.send(img, 0.0)
-            with pytest.raises(SinkError, match="expected a uint8"):
-                cam.send(np.zeros((10, 10, 3), np.uint8), 0.0)
-    finally:
-        pyvirtualcam.camera.BACKENDS.pop("reenact-test", None)
-    assert np.array_equal(received[0].ravel(), img.ravel()) and received[-1] == "closed"  # pyvirtualcam hands backends a flat buffer
 
 
 def test_missing_virtual_camera_driver_gives_the_fix():
@@ -358,15 +304,15 @@ def test_missing_virtual_camera_driver_gives_the_fix():
 
 def test_real_pipeline_on_the_puppet(tiny_model, tmp_path):
     """Real detector, real ORT engine, real recorder, threaded real-time capture."""
-    from live.session import run_session
+    from live.session import LiveSettings, RunOptions, run_session
     from live.sinks import NullSink, RecorderSink
-    from models.config import Config
+    from models.config import load_config
 
-    cfg = Config()
+    cfg = load_config(None, ["live.engine=ort-cpu"])  # the engine every machine has, so the test means the same everywhere
     src = PuppetSource(seed=2, shape=DRIVER_SHAPE, size=(320, 240), frames=45, realtime=True)
     rec = tmp_path / "out.mp4"
-    report = run_session(tiny_model, src, [NullSink(), RecorderSink(rec, size=(1280, 720), fps=30)], cfg, threaded=True,
-                         json_path=tmp_path / "r.json", log=lambda s: None)
+    report = run_session(tiny_model, src, [NullSink(), RecorderSink(rec, size=(1280, 720), fps=30)], LiveSettings.of(cfg),
+                         RunOptions(threaded=True, json_path=tmp_path / "r.json"), log=lambda s: None)
     assert report["engine"] == "ort-cpu"
     assert report["frames_out"] + report["frames_dropped"] == 45
     assert report["frames_no_face"] <= 2
@@ -376,15 +322,8 @@ def test_real_pipeline_on_the_puppet(tiny_model, tmp_path):
     saved = json.loads((tmp_path / "r.json").read_text())
     for key in ("fps", "e2e_ms", "overhead_ms", "stages_ms", "frames_dropped", "frames_out"):
         assert key in saved
-    assert set(saved["stages_ms"]) >= {"capture_wait", "landmarks", "smoothing", "retarget", "sketch", "inference", "compose", "output"}
-
-
-def test_cli_view_choices_match_the_pipeline_modes():
-    from live.cli import build_parser
-
-    live_parser = build_parser()._subparsers._group_actions[0].choices["live"]
-    view = next(a for a in live_parser._actions if a.dest == "view")
-    assert set(view.choices) == {m.value for m in Mode}
+    assert set(saved["stages_ms"]) >= {"capture_wait", "landmarks", "smoothing", "retarget", "sketch", "inference", "compose", "view",
+                                       "watermark", "badge", "output"}
 
 
 def _frame_count(path) -> int:

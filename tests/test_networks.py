@@ -5,31 +5,32 @@ import pytest
 import torch
 
 from models.patchgan import MultiScaleDiscriminator, PatchDiscriminator
-from models.unet import UNetConfig, UNetGenerator, count_parameters
+from models.config import ModelConfig
+from models.unet import UNetGenerator, count_parameters
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
 @pytest.mark.parametrize("hw", [(64, 64), (64, 128), (128, 64)])
 def test_generator_keeps_shape_and_range_for_any_aspect(upsample, hw):
-    g = UNetGenerator(UNetConfig(ngf=8, depth=6, upsample=upsample)).eval()
+    g = UNetGenerator(ModelConfig(ngf=8, depth=6, upsample=upsample)).eval()
     y = g(torch.randn(2, 3, *hw) * 3)
     assert y.shape == (2, 3, *hw) and y.dtype == torch.float32
     assert y.abs().max() <= 1.0
 
 
 def test_generator_rejects_sizes_it_cannot_halve():
-    g = UNetGenerator(UNetConfig(ngf=8, depth=6))
+    g = UNetGenerator(ModelConfig(ngf=8, depth=6))
     with pytest.raises(ValueError, match="divisible by 64"):
         g(torch.zeros(1, 3, 96, 64))
 
 
 def test_unet_256_matches_pix2pix_size():
     # pix2pix's unet_256 (ngf 64, 8 levels) has 54.4 M parameters.
-    assert count_parameters(UNetGenerator(UNetConfig(64, 8))) == pytest.approx(54.4e6, rel=0.01)
+    assert count_parameters(UNetGenerator(ModelConfig(ngf=64, depth=8))) == pytest.approx(54.4e6, rel=0.01)
 
 
 def test_dropout_only_in_training_mode():
-    g = UNetGenerator(UNetConfig(ngf=8, depth=6, dropout=0.5))
+    g = UNetGenerator(ModelConfig(ngf=8, depth=6, dropout=0.5))
     x = torch.randn(1, 3, 64, 64)
     g.eval()
     assert torch.equal(g(x), g(x))

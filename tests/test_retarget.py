@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live.puppet import FaceShape, PuppetPose, place, puppet_points
+from models.puppet import FaceShape, PuppetPose, place, puppet_points
 from models import topology as T
 from models.geometry import expression, head_pose, interocular
 from models.retarget import Gains, Retargeter, estimate_neutral
@@ -18,7 +18,7 @@ LONG = FaceShape(1.0, 1.3)
 
 
 def face(pose=PuppetPose(), shape=TARGET, iod=100.0, centre=(320.0, 220.0)):
-    return place(puppet_points(pose, shape), (640, 480), iod_px=iod, center=centre)
+    return place(puppet_points(pose, shape), iod_px=iod, center=centre)
 
 
 def proportions(px: np.ndarray) -> tuple[float, float]:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from live.puppet import PuppetPose, place, puppet_points
+from models.puppet import PuppetPose, place, puppet_points
 from models import topology as T
 from models.sketch import COLORS, RENDERER_VERSION, SketchSpec, render_sketch
 from tests.golden_cases import GOLDEN, cases
@@ -51,7 +51,7 @@ def test_every_spec_field_changes_the_hash():
 
 def _face(pose=PuppetPose(), size=256):
     s = size / 256
-    return place(puppet_points(pose), (size, size), iod_px=70 * s, center=(128 * s, 100 * s)).astype(np.float32)
+    return place(puppet_points(pose), iod_px=70 * s, center=(128 * s, 100 * s)).astype(np.float32)
 
 
 def test_stroke_width_scales_with_resolution():

@@ -134,7 +134,7 @@ def test_losses_fall_on_real_frames(real_dataset, tmp_path):
 
 def test_sigterm_saves_and_resume_finishes(puppet_dataset, tmp_path):
     out = tmp_path / "m"
-    cmd = [sys.executable, "-m", "live.cli", "train", str(puppet_dataset), "--out", str(out), "--quiet",
+    cmd = [sys.executable, "-m", "reenact", "train", str(puppet_dataset), "--out", str(out), "--quiet",
            "--set", "model.size=64", "--set", "model.depth=6", "--set", "model.ngf=8", "--set", "train.steps=100000",
            "--set", "train.batch_size=1", "--set", "train.ndf=8", "--set", "train.val_frames=2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -241,7 +241,7 @@ def test_a_model_from_another_framing_is_refused(puppet_dataset, tmp_path):
 @pytest.mark.slow
 def test_torchrun_trains_with_ddp(puppet_dataset, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "live.cli", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reenact", "train",
            str(puppet_dataset), "--out", str(out), "--quiet", "--set", "model.size=64", "--set", "model.depth=6",
            "--set", "model.ngf=8", "--set", "train.steps=3", "--set", "train.batch_size=1", "--set", "train.ndf=8",
            "--set", "train.val_frames=2"]

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from live.session import make_badge, run_session
+from live.session import LiveSettings, RunOptions, make_badge, run_session
 from live.sinks import MemorySink
 from live.sources import PuppetSource
 from live.trust import Badge
@@ -17,7 +17,7 @@ def test_badge_is_on_by_default_in_the_shipped_config():
     from pathlib import Path
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.toml")
-    assert cfg.output.badge and make_badge(cfg, print) is not None
+    assert cfg.output.badge and make_badge(cfg.output, print) is not None
 
 
 def test_badge_blends_into_its_corner_only_and_does_not_accumulate():
@@ -36,17 +36,17 @@ def test_badge_blends_into_its_corner_only_and_does_not_accumulate():
 def test_live_output_carries_the_badge_unless_explicitly_off(tiny_model):
     def frames(cfg):
         sink, logs = MemorySink(), []
-        run_session(tiny_model, PuppetSource(size=(160, 120), frames=6), [sink], cfg, threaded=False, log=logs.append)
+        run_session(tiny_model, PuppetSource(size=(160, 120), frames=6), [sink], LiveSettings.of(cfg), RunOptions(threaded=False),
+                    log=logs.append)
         return sink.frames, logs
 
     base = Config()
-    # No smoothing: it follows wall-clock capture times, which differ between the two runs.
-    small = dataclasses.replace(base, output=dataclasses.replace(base.output, width=320, height=180),
-                                landmarks=dataclasses.replace(base.landmarks, smoothing=False))
+    # The two runs see the same frames at the same media times, so smoothing included they draw the same faces.
+    small = dataclasses.replace(base, output=dataclasses.replace(base.output, width=320, height=180))
     on, logs_on = frames(small)
     off_cfg = dataclasses.replace(small, output=dataclasses.replace(small.output, badge=False))
     off, logs_off = frames(off_cfg)
-    badge = make_badge(small, print)
+    badge = make_badge(small.output, print)
     # Each output frame is exactly the badge-free frame with the badge blended in once:
     # nothing accumulates from frame to frame in reused buffers.
     assert all(np.array_equal(a, badge.apply(b.copy())) for a, b in zip(on, off))
@@ -130,23 +130,22 @@ def test_watermark_survives_h264_and_scaling_on_real_clips(clips_dir, tmp_path):
 
 
 def test_verify_command_reads_a_recorded_live_output(tiny_model, tmp_path, capsys):
-    from live.cli import main
+    from reenact.cli import main
     from live.sinks import RecorderSink
 
     cfg = Config()
     small = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, width=320, height=180))
     rec = tmp_path / "out.mp4"
-    run_session(tiny_model, PuppetSource(size=(160, 120), frames=96), [RecorderSink(rec, size=(320, 180), fps=30)], small,
-                threaded=False, log=lambda s: None)
+    run_session(tiny_model, PuppetSource(size=(160, 120), frames=96), [RecorderSink(rec, size=(320, 180), fps=30)],
+                LiveSettings.of(small), RunOptions(threaded=False), log=lambda s: None)
     from models.artifact import load_model_dir
-    from live.session import model_id
 
-    mid = model_id(load_model_dir(tiny_model))
+    mid = load_model_dir(tiny_model).model_id
     assert main(["verify", str(rec), "--window", "48"]) == 0
     out = capsys.readouterr().out
     assert "FOUND" in out and mid in out
     raw = tmp_path / "raw.mp4"
-    from live.sources import write_video
+    from models.video import write_video
 
     write_video(raw, (f.image for f in PuppetSource(size=(320, 180), frames=96)), 30)
     assert main(["verify", str(raw)]) == 3  # the documented exit code for "no watermark"

@@ -31,7 +31,7 @@ VARIANTS = {  # name -> --set overrides
 def bench(model: str, video: str, sets: list[str], flat_out: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
-        cmd = [sys.executable, "-m", "live.cli", "bench", "--model", model, "--source", video, "--json", str(out),
+        cmd = [sys.executable, "-m", "reenact", "bench", "--model", model, "--source", video, "--json", str(out),
                "--fidelity-every", "0", "--quiet"] + [a for s in sets for a in ("--set", s)]
         if flat_out:
             cmd.append("--flat-out")

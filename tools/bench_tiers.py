@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench(model: str, tier: str, video: Path, flat_out: bool, fidelity_every: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
-        cmd = [sys.executable, "-m", "live.cli", "bench", "--model", model, "--source", str(video), "--json", str(out),
+        cmd = [sys.executable, "-m", "reenact", "bench", "--model", model, "--source", str(video), "--json", str(out),
                "--fidelity-every", str(fidelity_every), "--quiet", "--set", f"live.model_tier={tier}"]
         if flat_out:
             cmd.append("--flat-out")

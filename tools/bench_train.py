@@ -19,17 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from live.stats import summarize_ms  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.patchgan import MultiScaleDiscriminator  # noqa: E402
-from models.unet import UNetConfig, UNetGenerator, count_parameters  # noqa: E402
+from models.config import ModelConfig  # noqa: E402
+from models.unet import UNetGenerator, architecture, count_parameters  # noqa: E402
 from training.train import _autocast, train_step  # noqa: E402
 
 CASES = [  # (size, generator config, batch)
-    (128, UNetConfig(ngf=32, depth=7, upsample="resize"), 4),
-    (256, UNetConfig(ngf=64, depth=8), 4),
-    (512, UNetConfig(ngf=64, depth=9), 1),
+    (128, ModelConfig(ngf=32, depth=7, upsample="resize"), 4),
+    (256, ModelConfig(ngf=64, depth=8), 4),
+    (512, ModelConfig(ngf=64, depth=9), 1),
 ]
 
 
-def bench(size: int, ucfg: UNetConfig, batch: int, steps: int, device: torch.device, amp: str) -> dict:
+def bench(size: int, ucfg: ModelConfig, batch: int, steps: int, device: torch.device, amp: str) -> dict:
     cfg = TrainConfig(batch_size=batch, amp=amp)
     torch.manual_seed(0)
     G, D = UNetGenerator(ucfg).to(device), MultiScaleDiscriminator(6, cfg.ndf, 3, cfg.d_scales).to(device)
@@ -53,7 +54,7 @@ def bench(size: int, ucfg: UNetConfig, batch: int, steps: int, device: torch.dev
         if i >= 3:  # warm-up
             times.append(time.perf_counter() - t0)
     s = summarize_ms(times)
-    return {"size": size, "generator": ucfg.to_dict(), "params_M": round(count_parameters(G) / 1e6, 1), "batch": batch,
+    return {"size": size, "generator": architecture(ucfg), "params_M": round(count_parameters(G) / 1e6, 1), "batch": batch,
             "it_per_s": round(1000 / s["p50"], 3), "images_per_s": round(batch * 1000 / s["p50"], 2), "step_ms": s}
 
 

@@ -21,7 +21,7 @@ from live.engines import OrtEngine  # noqa: E402
 from live.stats import summarize_ms  # noqa: E402
 from models.artifact import load_model_dir  # noqa: E402
 from models.config import ModelConfig, TrainConfig  # noqa: E402
-from models.unet import UNetConfig, UNetGenerator, count_parameters  # noqa: E402
+from models.unet import UNetGenerator, architecture, count_parameters  # noqa: E402
 from training.export import export  # noqa: E402
 from training.train import train  # noqa: E402
 
@@ -33,7 +33,7 @@ CANDIDATES = {  # name -> (size, ngf, depth, upsample)
 }
 
 
-def gflop(cfg: UNetConfig, size: int) -> float:
+def gflop(cfg: ModelConfig, size: int) -> float:
     """Multiply-adds x 2 of one forward pass, from the conv layers."""
     g = UNetGenerator(cfg).eval()
     total = [0]
@@ -80,7 +80,7 @@ def main() -> None:
             t = time.perf_counter()
             eng.infer(sketch)
             times.append(time.perf_counter() - t)
-        ucfg = UNetConfig(ngf, depth, 0.5, up)
+        ucfg = ModelConfig(ngf=ngf, depth=depth, dropout=0.5, upsample=up)
         row = {"name": name, "size": size, "params_M": round(count_parameters(UNetGenerator(ucfg)) / 1e6, 2),
                "gflop": round(gflop(ucfg, size), 2), "ort_cpu_ms": summarize_ms(times), "train_minutes": round(minutes, 1),
                "steps": args.steps, **{k: round(v, 4) for k, v in model.meta["metrics"].items()}}

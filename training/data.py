@@ -21,9 +21,10 @@ import torch
 
 from models import topology as T
 from models.framing import Framing
+from models.pixels import images_to_tensor
 from models.geometry import interocular
 from models.sketch import SketchSpec, render_sketch
-from training.dataset import DatasetError, load_manifest
+from training.dataset import DatasetError, load_landmarks, load_manifest
 
 
 @dataclass(frozen=True)
@@ -39,23 +40,6 @@ def model_framing(dataset_framing: Framing, size: tuple[int, int]) -> Framing:
     return Framing(dataset_framing.source_size, dataset_framing.crop, size)
 
 
-def load_landmarks(root: Path, count: int) -> np.ndarray:
-    """The (count, 478, 3) source-pixel landmarks of a dataset's kept frames, checked."""
-    import zipfile
-
-    path = root / "landmarks.npz"
-    if not path.is_file():
-        raise DatasetError(f"{path} is missing; rebuild the dataset with `reenact dataset`")
-    try:
-        with np.load(path) as z:  # allow_pickle stays False: an untrusted file yields arrays or nothing
-            source_px = np.asarray(z["source_px"], np.float32)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise DatasetError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the dataset") from None
-    if source_px.shape != (count, 478, 3) or not np.isfinite(source_px).all():
-        raise DatasetError(f"{path} holds {source_px.shape} landmarks, the manifest lists {count} frames of 478 points; rebuild the dataset")
-    return source_px
-
-
 class PairSet:
     """All kept frames of one split, resized to the model size, with their landmarks.
 
@@ -67,7 +51,6 @@ class PairSet:
                  mouth_weight: float = 1.0, eye_weight: float = 1.0, limit: int | None = None) -> None:
         root = Path(root)
         manifest = load_manifest(root)
-        self.manifest = manifest
         try:
             ds_framing = Framing.from_dict(manifest["framing"])
         except ValueError as e:
@@ -113,7 +96,6 @@ class PairSet:
             raise DatasetError(f"pairs need matching (N, 478, 3) points and (N, {spec.height}, {spec.width}, 3) photos, "
                                f"got {np.shape(source_px)} and {photos.shape}")
         self = cls.__new__(cls)
-        self.manifest = None
         self._setup(framing, spec, source_px, photos, [f"pair_{i:06d}" for i in range(len(photos))], seed=seed,
                     augment=augment, mouth_weight=mouth_weight, eye_weight=eye_weight)
         return self
@@ -172,18 +154,8 @@ class PairSet:
         return collate([self.sample(i) for i in indices])
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def to_images(t: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    return ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    sketches = to_tensor(np.stack([it[0] for it in items]))
-    photos = to_tensor(np.stack([it[1] for it in items]))
+    sketches = images_to_tensor(np.stack([it[0] for it in items]))
+    photos = images_to_tensor(np.stack([it[1] for it in items]))
     weights = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
     return sketches, photos, weights

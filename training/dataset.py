@@ -32,8 +32,8 @@ from models.retarget import estimate_neutral
 from models.sketch import SketchSpec, render_sketch
 from training.coverage import coverage_report, save_coverage_png
 from models.errors import DatasetError
-from models.files import confined, sha256_file
-from models.video import open_video
+from models.files import confined, read_record, sha256_file
+from models.video import frames, open_video
 
 MANIFEST_VERSION = 1
 BUILDER_VERSION = 2  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png)
@@ -97,9 +97,10 @@ def _face_patch(gray: np.ndarray, px: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(gray[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _open(path: Path) -> tuple[cv2.VideoCapture, dict]:
+def _video_info(path: Path) -> dict:
     cap, info = open_video(path, error=DatasetError)
-    return cap, {"fps": info.fps, "size": list(info.size), "frames_reported": info.frames_reported}
+    cap.release()
+    return {"fps": info.fps, "size": list(info.size), "frames_reported": info.frames_reported}
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -112,30 +113,22 @@ def _probe_videos(videos: list[Path], infos: list[dict], detector: LandmarkDetec
     probes: list[_Probe] = []
     total = sum(max(i["frames_reported"], 0) for i in infos)
     with _progress(total, "landmarks", progress) as bar:
-        for vi, path in enumerate(videos):
-            cap, info = _open(path)
+        for vi, (path, info) in enumerate(zip(videos, infos)):
             detector.reset()  # tracking state must not leak from one clip into the next
-            fi = 0
-            try:
-                while True:
-                    ok, img = cap.read()
-                    if not ok:
-                        break
-                    lm = detector.detect(img)
-                    px, conf, sharp, thumb = None, 0.0, 0.0, None
-                    if lm is not None:
-                        px, conf = lm.pixels(), lm.confidence
-                        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-                        sharp = float(cv2.Laplacian(_face_patch(gray, px, 128), cv2.CV_64F).var())
-                        thumb = _face_patch(gray, px, 48)
-                    probes.append(_Probe(vi, fi, fi / info["fps"], px, conf, sharp, thumb))
-                    fi += 1
-                    bar.update(1)
-            finally:
-                cap.release()
-            if fi == 0:
-                raise DatasetError(f"video {str(path)!r} has no decodable frames")
+            for fi, img in enumerate(frames(path, error=DatasetError)):
+                probes.append(_probe(img, detector, vi, fi, fi / info["fps"]))
+                bar.update(1)
     return probes
+
+
+def _probe(img: np.ndarray, detector: LandmarkDetector, video: int, frame: int, t: float) -> _Probe:
+    lm = detector.detect(img)
+    if lm is None:
+        return _Probe(video, frame, t, None, 0.0, 0.0, None)
+    px = lm.pixels()
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    sharp = float(cv2.Laplacian(_face_patch(gray, px, 128), cv2.CV_64F).var())
+    return _Probe(video, frame, t, px, lm.confidence, sharp, _face_patch(gray, px, 48))
 
 
 def _select(probes: list[_Probe], cfg: DatasetConfig) -> tuple[list[int], dict[str, int]]:
@@ -196,11 +189,7 @@ def build_dataset(videos: list[str | Path], out: str | Path, *, consent: Consent
         raise DatasetError("no target video given")
     paths = [Path(v) for v in videos]
     out = Path(out)
-    infos = []
-    for p in paths:
-        cap, info = _open(p)
-        cap.release()
-        infos.append(info)
+    infos = [_video_info(p) for p in paths]
     consent.require()  # after the inputs are known to be readable, before any work
     consent_record = consent.record()
     sizes = {tuple(i["size"]) for i in infos}
@@ -313,25 +302,16 @@ def _write_pairs(paths: list[Path], probes: list[_Probe], kept: list[int], frami
     plate: list[np.ndarray] = []
     with _progress(len(kept), "pairs", progress) as bar:
         for vi, path in enumerate(paths):
-            cap, _ = _open(path)
-            fi = 0
-            try:
-                while True:
-                    ok, img = cap.read()
-                    if not ok:
-                        break
-                    n = wanted.get((vi, fi))
-                    if n is not None:
-                        px = probes[kept[n]].px
-                        name = f"{n:06d}.png"
-                        cv2.imwrite(str(root / "frames" / name), framing.crop_image(img))
-                        cv2.imwrite(str(root / "sketches" / name), render_sketch(framing.apply(px), spec))
-                        if (vi, fi) in plate_at:
-                            plate.append(img)
-                        bar.update(1)
-                    fi += 1
-            finally:
-                cap.release()
+            for fi, img in enumerate(frames(path, error=DatasetError)):
+                n = wanted.get((vi, fi))
+                if n is None:
+                    continue
+                name = f"{n:06d}.png"
+                cv2.imwrite(str(root / "frames" / name), framing.crop_image(img))
+                cv2.imwrite(str(root / "sketches" / name), render_sketch(framing.apply(probes[kept[n]].px), spec))
+                if (vi, fi) in plate_at:
+                    plate.append(img)
+                bar.update(1)
     cv2.imwrite(str(root / "plate.png"), np.median(np.stack(plate), axis=0).astype(np.uint8))
     missing = len(kept) - len(list((root / "frames").iterdir()))
     if missing:
@@ -366,17 +346,8 @@ def load_manifest(root: str | Path) -> dict:
         raise DatasetError(f"dataset {str(root)!r} does not exist; build one with `reenact dataset VIDEO --out {root}`")
     if not path.is_file():
         raise DatasetError(f"{str(root)!r} is not a reenact dataset (no manifest.json); build one with `reenact dataset VIDEO --out DIR`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path} is corrupt: {e}") from None
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{path} is corrupt: it holds a JSON {type(manifest).__name__}, not an object")
-    if manifest.get("format") != "reenact-dataset" or manifest.get("version") != MANIFEST_VERSION:
-        raise DatasetError(f"{path}: unsupported dataset format/version {manifest.get('format')!r}/{manifest.get('version')!r}; rebuild it")
-    for key, kind in MANIFEST_KEYS.items():
-        if not isinstance(manifest.get(key), kind):
-            raise DatasetError(f"{path} is damaged: {key!r} is missing or not a JSON {kind.__name__}; rebuild the dataset")
+    manifest = read_record(path, error=DatasetError, kind="reenact-dataset", version=MANIFEST_VERSION, keys=MANIFEST_KEYS,
+                           hint="; rebuild the dataset")
     for sample in manifest["samples"]:
         if not isinstance(sample, dict) or not isinstance(sample.get("id"), str) or sample.get("split") not in ("train", "val"):
             raise DatasetError(f"{path} is damaged: a sample record lacks its id or split; rebuild the dataset")
@@ -384,4 +355,29 @@ def load_manifest(root: str | Path) -> dict:
             confined(root / "frames", sample["id"] + ".png")
         except ValueError as e:
             raise DatasetError(f"{path} names a frame outside the dataset: {e}") from None
+    return manifest
+
+
+def load_landmarks(root: Path, count: int) -> np.ndarray:
+    """The (count, 478, 3) source-pixel landmarks of a dataset's kept frames, checked."""
+    import zipfile
+
+    path = root / "landmarks.npz"
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; rebuild the dataset with `reenact dataset`")
+    try:
+        with np.load(path) as z:  # allow_pickle stays False: an untrusted file yields arrays or nothing
+            source_px = np.asarray(z["source_px"], np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path} is damaged ({type(e).__name__}: {e}); rebuild the dataset") from None
+    if source_px.shape != (count, 478, 3) or not np.isfinite(source_px).all():
+        raise DatasetError(f"{path} holds {source_px.shape} landmarks, the manifest lists {count} frames of 478 points; rebuild the dataset")
+    return source_px
+
+
+def check_dataset(root: str | Path) -> dict:
+    """Open a dataset as training will (manifest and landmarks) and return its
+    manifest: a damaged one is named before the slow imports and set-up of training."""
+    manifest = load_manifest(root)
+    load_landmarks(Path(root), len(manifest["samples"]))
     return manifest

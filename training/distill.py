@@ -20,6 +20,7 @@ not redo them and sees exactly the same pairs.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,13 +30,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.artifact import ArtifactError, ModelDir, load_generator, load_model_dir
+from models.artifact import ArtifactError, Contract, ModelDir, load_generator, load_model_dir
+from models.config import ModelConfig, TrainConfig
+from models.errors import ModelError
 from models.files import atomic_path
 from models.framing import Framing
+from models.pixels import images_to_tensor, tensor_to_images
+from models.puppet import DRIVER_SHAPE, PuppetScript
 from models.retarget import Retargeter, estimate_neutral
 from models.sketch import SketchSpec, render_sketch
-from training.data import Augment, PairSet, to_images, to_tensor
-from models.errors import ModelError
+from models.video import frames
+from training.data import Augment, PairSet
+from training.dataset import load_landmarks, load_manifest
+from training.train import ExtraPairs, generate, train
 
 DRIVER_STRIDE = 2  # every 2nd driver frame: neighbours at 30 fps add little
 PUPPET_SECONDS = 40.0  # the default driver: this much of the puppet's script at 15 fps
@@ -59,28 +66,16 @@ def load_teacher(path: str | Path) -> ModelDir:
 
 def video_faces(path: str | Path, *, stride: int = DRIVER_STRIDE, detector=None) -> np.ndarray:
     """Face Mesh landmarks of every ``stride``-th frame with a face: (F, 478, 3) pixels."""
-    import cv2
-
     from models.landmarks import FaceMeshDetector
 
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DistillError(f"--drivers: cannot open {str(path)!r} as a video")
     own = detector is None
     detector = detector or FaceMeshDetector(tracking=True)
     faces, n = [], 0
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if n % stride == 0:
-                lm = detector.detect(frame)
-                if lm is not None:
-                    faces.append(lm.pixels())
-            n += 1
+        for n, frame in enumerate(frames(path, error=DistillError), start=1):
+            if (n - 1) % stride == 0 and (lm := detector.detect(frame)) is not None:
+                faces.append(lm.pixels())
     finally:
-        cap.release()
         if own:
             detector.close()
     if len(faces) < 10:
@@ -90,10 +85,8 @@ def video_faces(path: str | Path, *, stride: int = DRIVER_STRIDE, detector=None)
 
 def puppet_faces(seconds: float = PUPPET_SECONDS, fps: float = 15.0, seed: int = 101) -> np.ndarray:
     """The embedded driver puppet's exact landmarks over its script: (F, 478, 3) pixels."""
-    from live.sources import DRIVER_SHAPE, PuppetSource
-
-    src = PuppetSource(seed=seed, shape=DRIVER_SHAPE, size=(512, 512), fps=fps)
-    return np.stack([src.points(i) for i in range(int(seconds * fps))]).astype(np.float32)
+    script = PuppetScript(seed=seed, shape=DRIVER_SHAPE, size=(512, 512), fps=fps)
+    return np.stack([script.points(i) for i in range(int(seconds * fps))]).astype(np.float32)
 
 
 def retarget_onto(faces: np.ndarray, target_neutral: np.ndarray) -> np.ndarray:
@@ -108,12 +101,10 @@ def render_with(G: torch.nn.Module, source_px: np.ndarray, framing: Framing, spe
     """The generator's photos for faces (N, 478, 3) source px: (N, H, W, 3) uint8 BGR."""
     from tqdm import tqdm
 
-    from training.train import generate
-
     out = np.empty((len(source_px), spec.height, spec.width, 3), np.uint8)
     for i in tqdm(range(0, len(source_px), batch), desc="teacher", unit="batch", disable=not progress, dynamic_ncols=True):
         sketches = np.stack([render_sketch(framing.apply(p), spec) for p in source_px[i : i + batch]])
-        out[i : i + batch] = to_images(generate(G, to_tensor(sketches), device, batch))
+        out[i : i + batch] = tensor_to_images(generate(G, images_to_tensor(sketches), device, batch))
     return out
 
 
@@ -123,36 +114,92 @@ def _cache_key(teacher: ModelDir, dataset_key: str, drivers: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def teacher_pairs(teacher: ModelDir, trainset: PairSet, dataset_key: str, *, drivers: list[str], out: Path,
-                  device: torch.device, augment: Augment | None, seed: int, progress: bool = True,
-                  log: Callable[[str], None] = print) -> PairSet:
-    """The teacher's renderings of the dataset's training faces and of the driver clips
-    retargeted onto the target, as a PairSet with the student's augmentation.
+def teacher_pairs(teacher: ModelDir, dataset_px: np.ndarray, dataset_key: str, *, drivers: list[str], out: Path,
+                  device: torch.device, augment: Augment | None, seed: int, weights: tuple[float, float],
+                  progress: bool = True, log: Callable[[str], None] = print) -> PairSet:
+    """The teacher's renderings of the dataset's training faces (``dataset_px``, (N, 478,
+    3) source pixels) and of the driver clips retargeted onto the target, as a PairSet
+    with the student's augmentation and (mouth, eye) L1 ``weights``.
     ``drivers``: video paths and/or "puppet" (the embedded puppet driver); [] = ["puppet"]."""
     key = _cache_key(teacher, dataset_key, drivers)
-    cache = out / CACHE
-    if cache.is_file():
-        with np.load(cache) as z:
-            if str(z["key"]) == key:
-                log(f"teacher pairs: {len(z['photos'])} from {cache}")
-                return _pairs(z["source_px"], z["photos"], teacher, trainset, augment, seed)
-        log(f"{cache} was made for another teacher, dataset or driver list; rendering again")
-    neutral = teacher.contract.neutral_px
-    clips = [(PUPPET, puppet_faces()) if d == PUPPET else (Path(d).name, video_faces(d)) for d in drivers or [PUPPET]]
-    driven = [retarget_onto(faces, neutral) for _, faces in clips]
-    for (name, faces), _ in zip(clips, driven):
-        log(f"teacher pairs: {len(faces)} faces retargeted from {name}")
-    source_px = np.concatenate([trainset.source_px, *driven])
-    log(f"teacher pairs: rendering {len(source_px)} sketches with the teacher ({len(trainset)} dataset, {len(source_px) - len(trainset)} driven)")
-    G = load_generator(teacher, device)
-    photos = render_with(G, source_px, teacher.contract.framing, teacher.contract.sketch, device, progress=progress)
-    del G
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache, suffix=".tmp.npz") as tmp:
-        np.savez(tmp, key=np.array(key), source_px=source_px, photos=photos)
-    return _pairs(source_px, photos, teacher, trainset, augment, seed)
-
-
-def _pairs(source_px, photos, teacher: ModelDir, trainset: PairSet, augment, seed: int) -> PairSet:
+    cached = _read_cache(out / CACHE, key, log)
+    if cached is not None:
+        source_px, photos = cached
+    else:
+        neutral = teacher.contract.neutral_px
+        clips = [(PUPPET, puppet_faces()) if d == PUPPET else (Path(d).name, video_faces(d)) for d in drivers or [PUPPET]]
+        driven = [retarget_onto(faces, neutral) for _, faces in clips]
+        for name, faces in clips:
+            log(f"teacher pairs: {len(faces)} faces retargeted from {name}")
+        source_px = np.concatenate([dataset_px, *driven])
+        log(f"teacher pairs: rendering {len(source_px)} sketches with the teacher ({len(dataset_px)} dataset, "
+            f"{len(source_px) - len(dataset_px)} driven)")
+        photos = render_with(load_generator(teacher, device), source_px, teacher.contract.framing, teacher.contract.sketch, device,
+                             progress=progress)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / CACHE, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, key=np.array(key), source_px=source_px, photos=photos)
     return PairSet.from_arrays(source_px, photos, teacher.contract.framing, teacher.contract.sketch, seed=seed + 1,
-                               augment=augment, mouth_weight=trainset.mouth_weight, eye_weight=trainset.eye_weight)
+                               augment=augment, mouth_weight=weights[0], eye_weight=weights[1])
+
+
+def _read_cache(path: Path, key: str, log) -> tuple[np.ndarray, np.ndarray] | None:
+    """(source_px, photos) from a cache made for ``key``; None when absent, stale or damaged."""
+    import zipfile
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) != key:
+                log(f"{path} was made for another teacher, dataset or driver list; rendering again")
+                return None
+            source_px, photos = z["source_px"], z["photos"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log(f"{path} is damaged ({type(e).__name__}); rendering again")
+        return None
+    log(f"teacher pairs: {len(photos)} from {path}")
+    return source_px, photos
+
+
+def checkpoint_teacher(out: str | Path) -> dict | None:
+    """The teacher a run in ``out`` was distilled from (its checkpoint's record), or None."""
+    from training.train import load_checkpoint
+
+    path = Path(out) / "checkpoint.pt"
+    return load_checkpoint(path).get("teacher") if path.is_file() else None
+
+
+def distill(dataset_dir: str | Path, out_dir: str | Path, *, teacher: str | Path | None, drivers: list[str], model: ModelConfig,
+            cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+            detector_factory=None) -> dict:
+    """Train a student with ``model``'s architecture that keeps ``teacher``'s contract,
+    on the dataset's real pairs plus the teacher's renderings (``teacher_pairs``). On
+    ``resume`` without a teacher, the checkpoint's own teacher and drivers are used."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DistillError("distillation runs in one process; start it without torchrun")
+    if teacher is None:
+        recorded = checkpoint_teacher(out_dir) if resume else None
+        if recorded is None:
+            raise DistillError("distillation needs --teacher MODEL_DIR")
+        teacher, drivers = recorded["path"], recorded["drivers"]
+    teacher_dir = load_teacher(teacher)
+    spec = teacher_dir.contract.sketch  # the student keeps the teacher's input contract
+    if spec.height % 2**model.depth or spec.width % 2**model.depth:
+        raise DistillError(f"the teacher's {spec.width}x{spec.height} sketch is not a multiple of 2**model.depth = "
+                           f"{2**model.depth}; lower model.depth")
+    provenance = {"path": str(Path(teacher).resolve()), "model_id": teacher_dir.meta.get("model_id"),
+                  "drivers": [d if d == PUPPET else str(Path(d).resolve()) for d in drivers]}
+    manifest = load_manifest(dataset_dir)
+
+    def extra(contract: Contract, device: torch.device) -> ExtraPairs:
+        teacher_dir.contract.require_same(contract, f"dataset {dataset_dir} (at the teacher's size)")
+        train_rows = [n for n, s in enumerate(manifest["samples"]) if s["split"] == "train"]
+        dataset_px = load_landmarks(Path(dataset_dir), len(manifest["samples"]))[train_rows]
+        pairs = teacher_pairs(teacher_dir, dataset_px, manifest["build_key"], drivers=provenance["drivers"], out=Path(out_dir),
+                              device=device, augment=Augment() if cfg.augment else None, seed=cfg.seed,
+                              weights=(cfg.mouth_weight, cfg.eye_weight), progress=progress, log=log)
+        return ExtraPairs(pairs, cfg.teacher_l1, provenance)
+
+    return train(dataset_dir, out_dir, model=dataclasses.replace(model, size=spec.height), cfg=cfg, resume=resume,
+                 progress=progress, log=log, detector_factory=detector_factory, extra=extra)

@@ -17,6 +17,7 @@ import torch
 
 from models.artifact import ModelDir, load_generator, load_model_dir, write_model_json
 from models.files import atomic_path
+from models.pixels import images_to_tensor
 from models.sketch import render_sketch
 from models.unet import UNetGenerator
 from models.errors import ModelError
@@ -41,7 +42,7 @@ def parity_inputs(model: ModelDir, n: int = 4, seed: int = 0) -> np.ndarray:
     for i in range(n):
         pts = base + (rng.normal(0, 0.01 * c.sketch.height, base.shape) if i else 0)
         out.append(render_sketch(pts.astype(np.float32), c.sketch))
-    return (np.stack(out).transpose(0, 3, 1, 2).astype(np.float32) / 127.5) - 1.0
+    return images_to_tensor(np.stack(out)).numpy()
 
 
 def _onnx_export(g: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -19,7 +19,7 @@ import shutil
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,17 +29,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.artifact import Contract, write_model_json
-from models.files import atomic_path, atomic_write_text, sha256_file
+from models.artifact import Contract, model_id_of, write_model_json
 from models.config import ModelConfig, TrainConfig
-from models.framing import output_size
+from models.errors import DatasetError, ModelError
+from models.fidelity import landmark_fidelity
+from models.files import atomic_path, atomic_write_text, make_dir, sha256_file
+from models.framing import Framing, output_size
 from models.patchgan import MultiScaleDiscriminator
+from models.pixels import tensor_to_images
 from models.sketch import SketchSpec
-from models.unet import UNetConfig, UNetGenerator, count_parameters
-from training.data import Augment, PairSet, to_images
-from training.dataset import DatasetError, load_manifest
-from training.metrics import image_metrics, landmark_fidelity
-from models.errors import ModelError
+from models.unet import UNetGenerator, architecture, count_parameters, from_architecture
+from training.data import Augment, PairSet
+from training.dataset import load_manifest
+from training.metrics import image_metrics
 
 
 class TrainError(ModelError):
@@ -186,10 +188,11 @@ def model_spec(manifest: dict, model: ModelConfig, depth: int) -> SketchSpec:
 
 def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: TrainConfig,
                sketch: torch.Tensor, real: torch.Tensor, weight: torch.Tensor,
-               taught: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
-    """One discriminator and one generator update. ``taught`` = (sketch, teacher photo,
-    weight) when distilling: the generator also matches the teacher there (L1 only;
-    the discriminator keeps judging against real photos, never the teacher's)."""
+               taught: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, taught_weight: float = 0.0) -> dict[str, float]:
+    """One discriminator and one generator update. ``taught`` = (sketch, photo, weight)
+    of extra pairs (distilling: the teacher's renderings): the generator also matches
+    them, L1 only, with ``taught_weight``; the discriminator keeps judging against real
+    photos, never the extra ones."""
     # Discriminator: real pairs up, generated pairs down. One forward over both halves
     # keeps DistributedDataParallel to one forward per backward.
     with autocast():
@@ -211,7 +214,7 @@ def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: 
         loss_g = cfg.lambda_gan * loss_gan + cfg.lambda_fm * loss_fm + cfg.lambda_l1 * loss_l1
         if taught is not None:
             loss_t = weighted_l1(G(taught[0]), taught[1], taught[2])
-            loss_g = loss_g + cfg.teacher_l1 * loss_t
+            loss_g = loss_g + taught_weight * loss_t
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.step(opt_g)
@@ -235,8 +238,8 @@ def generate(G: nn.Module, sketches: torch.Tensor, device: torch.device, batch: 
 
 def validate(G: nn.Module, valset: PairSet, device: torch.device, detector) -> dict[str, float]:
     sketches, reals, _ = valset.fixed(list(range(len(valset))))
-    fake = to_images(generate(G, sketches, device))
-    real = to_images(reals)
+    fake = tensor_to_images(generate(G, sketches, device))
+    real = tensor_to_images(reals)
     points = np.stack([valset.framing.apply(p) for p in valset.source_px])
     return {**image_metrics(fake, real), **landmark_fidelity(fake, points, detector)}
 
@@ -245,86 +248,245 @@ def preview(G: nn.Module, valset: PairSet, device: torch.device, n: int = 4) -> 
     """A grid, one row per validation frame: sketch | generated | real (BGR uint8)."""
     idx = list(np.linspace(0, len(valset) - 1, min(n, len(valset))).astype(int))
     sketches, reals, _ = valset.fixed(idx)
-    fake = to_images(generate(G, sketches, device))
-    rows = [np.hstack([s, f, r]) for s, f, r in zip(to_images(sketches), fake, to_images(reals))]
+    fake = tensor_to_images(generate(G, sketches, device))
+    rows = [np.hstack([s, f, r]) for s, f, r in zip(tensor_to_images(sketches), fake, tensor_to_images(reals))]
     return np.vstack(rows)
 
 
 # ---------------------------------------------------------------- the run
 
+@dataclass
+class ExtraPairs:
+    """Pairs beside the dataset's own, learnt with weighted L1 only (the discriminator
+    keeps judging against real photos): distillation's teacher renderings.
+    ``provenance`` is recorded in the checkpoint, model.json and the model card."""
+
+    pairs: PairSet
+    weight: float
+    provenance: dict
+
+
+@dataclass
+class Run:
+    """What a training run holds while it runs: the places, the data, the networks and
+    their optimisers, and the step it has reached."""
+
+    out: Path
+    dataset_dir: Path
+    manifest: dict
+    cfg: TrainConfig
+    arch: ModelConfig
+    contract: Contract
+    device: torch.device
+    rank: int
+    world: int
+    trainset: PairSet
+    valset: PairSet
+    extra: ExtraPairs | None
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: Callable
+    step: int = 0
+    history: list = field(default_factory=list)
+    writer: object = None
+    detector: object = None
+    detector_factory: Callable | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def batch(self, pairs: PairSet) -> tuple[torch.Tensor, ...]:
+        tensors = tuple(t.to(self.device, non_blocking=True) for t in pairs.batch(self.step, self.rank, self.cfg.batch_size))
+        if self.device.type == "cuda":  # channels_last for the images, not the (B, 1, H, W) weights
+            tensors = tuple(t.contiguous(memory_format=torch.channels_last) if t.shape[1] == 3 else t for t in tensors)
+        return tensors
+
+    def one_step(self) -> dict[str, float]:
+        sketch, real, weight = self.batch(self.trainset)
+        taught = None if self.extra is None else self.batch(self.extra.pairs)
+        losses = train_step(self.G, self.D, self.opt_g, self.opt_d, self.scaler, self.autocast, self.cfg, sketch, real, weight,
+                            taught, self.extra.weight if self.extra else 0.0)
+        self.step += 1
+        return losses
+
+    def validate(self) -> dict[str, float]:
+        if self.detector is None:  # Face Mesh starts only when first needed
+            from models.landmarks import FaceMeshDetector
+
+            self.detector = self.detector_factory() if self.detector_factory else FaceMeshDetector(tracking=False)
+        return validate(_unwrap(self.G), self.valset, self.device, self.detector)
+
+    def save(self, *, final: bool = False) -> None:
+        """Checkpoint (for --resume), then the live-usable model directory."""
+        if not self.main:
+            return
+        state = {
+            "G": _unwrap(self.G).state_dict(), "D": _unwrap(self.D).state_dict(), "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+            "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+            "generator": architecture(self.arch), "size": self.contract.sketch.height, "train": asdict(self.cfg),
+            "contract": self.contract.to_dict(), "dataset_key": self.manifest["build_key"], "history": self.history,
+            "teacher": self.extra.provenance if self.extra else None,
+        }
+        save_checkpoint(self.checkpoint, state)
+        write_model(self, final=final)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.detector is not None:
+            self.detector.close()
+
+
 def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool = False,
           progress: bool = True, log: Callable[[str], None] = print, detector_factory=None,
-          teacher: str | Path | None = None, drivers: list[str] = ()) -> dict:
+          extra: Callable[[Contract, torch.device], ExtraPairs] | None = None) -> dict:
     """Train (or continue training) a model of the dataset's target. Returns a summary.
 
-    With ``teacher`` (a trained model directory) this distils: see training/distill.py.
-    The student takes the teacher's contract and ``model``'s architecture."""
+    ``extra`` builds extra pairs (distillation's, see training/distill.py) once the
+    run's contract and device are known."""
     from tqdm import tqdm
 
+    # -- set up: the run, fresh or from its checkpoint
+    run = start_run(dataset_dir, out_dir, model=model, cfg=cfg, resume=resume, extra=extra, detector_factory=detector_factory, log=log)
+    stop, start_step, t0 = _StopRequest(), run.step, time.monotonic()
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="train", unit="step", disable=not (progress and run.main), dynamic_ncols=True)
+    try:
+        # -- the loop: one discriminator and one generator update per step; the rest on fixed step counts
+        while run.step < cfg.steps:
+            losses = run.one_step()
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            _on_schedule(run, losses, bar)
+            if run.step < cfg.steps and _stop_everywhere(stop.requested, run.world, run.device):  # a finished last step completes below
+                run.save()
+                log(f"stopped at step {run.step}; checkpoint saved in {run.checkpoint}; continue with --resume")
+                return {"step": run.step, "stopped": True}
+        # -- finish: validate and mark the model complete (also a run stopped after its last step, when resumed)
+        if run.step > start_step or not _marked_complete(run.out):
+            run.history.append({"step": run.step, "val": run.validate() if run.main else {}})
+            run.save(final=True)
+    finally:
+        bar.close()
+        stop.restore()
+        run.close()
+        if run.world > 1:
+            _shutdown_distributed()
+    rate = (run.step - start_step) / max(time.monotonic() - t0, 1e-9)
+    if run.main:
+        log(f"done: {run.step} steps, {rate:.2f} it/s; model in {run.out}")
+    return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
+
+
+def _on_schedule(run: Run, losses: dict, bar) -> None:
+    """Logging, previews, validation and checkpoints, each on its own step count."""
+    cfg, step = run.cfg, run.step
+    if run.writer is not None and step % cfg.log_every == 0:
+        for k, v in losses.items():
+            run.writer.add_scalar(f"loss/{k}", v, step)
+        run.history.append({"step": step, **losses})
+    if run.main and step % cfg.preview_every == 0:
+        grid = preview(_unwrap(run.G), run.valset, run.device)
+        cv2.imwrite(str(run.out / "previews" / f"step_{step:07d}.png"), grid)
+        run.writer.add_image("preview", grid[:, :, ::-1].copy(), step, dataformats="HWC")
+    if run.main and step % cfg.val_every == 0:
+        metrics = run.validate()
+        for k, v in metrics.items():
+            run.writer.add_scalar(f"val/{k}", v, step)
+        run.history.append({"step": step, "val": metrics})
+        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        run.save()
+
+
+def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool,
+              extra, detector_factory, log: Callable[[str], None]) -> Run:
+    """Everything before the first step: places, data, networks, optimisers, and on
+    ``resume`` the state of the checkpoint, checked against this run."""
     rank, local_rank, world = _distributed()
-    main_process = rank == 0
     device = _device(cfg.device, local_rank)
     out = Path(out_dir)
-    ckpt_path = out / "checkpoint.pt"
     manifest = load_manifest(dataset_dir)
-
     if rank == 0:
-        try:
-            out.mkdir(parents=True, exist_ok=True)  # before any slow work: an unwritable --out fails at once
-        except OSError as e:
-            raise TrainError(f"cannot write the model to {str(out)!r}: {e.strerror} ({e.filename})") from None
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["dataset_key"] != manifest["build_key"]:
-            raise TrainError(f"{ckpt_path} was trained on another dataset (key {ckpt['dataset_key']}, this one {manifest['build_key']})")
-        try:
-            ucfg = UNetConfig(**ckpt["generator"])  # the checkpoint carries its own architecture
-        except (TypeError, ValueError) as e:
-            raise TrainError(f"{ckpt_path} is damaged: its generator settings are invalid ({e})") from None
-        if ckpt.get("teacher") and teacher is None:  # a distillation resumes with its own teacher
-            teacher, drivers = ckpt["teacher"]["path"], ckpt["teacher"]["drivers"]
-    else:
-        if ckpt_path.exists():
-            raise TrainError(f"{out} already holds a training run; continue it with --resume, or choose another --out")
-        ucfg = UNetConfig(model.ngf, model.depth, model.dropout, model.upsample)
-    teacher_dir = None
-    if teacher is not None:
-        from training.distill import load_teacher
-
-        teacher_dir = load_teacher(teacher)
-        if ckpt is not None and ckpt.get("teacher") and ckpt["teacher"]["model_id"] != teacher_dir.meta.get("model_id"):
-            raise TrainError(f"{ckpt_path} was distilled from teacher {ckpt['teacher']['model_id']}, but {teacher} is "
-                             f"{teacher_dir.meta.get('model_id')}; resume with the same teacher")
-        size = teacher_dir.contract.sketch.height  # the student keeps the teacher's input contract
-        if size % 2**ucfg.depth or teacher_dir.contract.sketch.width % 2**ucfg.depth:
-            raise TrainError(f"the teacher's {teacher_dir.contract.sketch.width}x{size} sketch is not a multiple of "
-                             f"2**model.depth = {2**ucfg.depth}; lower model.depth")
-        model = ModelConfig(size=size, depth=ucfg.depth)
-    spec = model_spec(manifest, model if ckpt is None else ModelConfig(size=ckpt["size"], depth=ucfg.depth), ucfg.depth)
-
-    augment = Augment() if cfg.augment else None
-    trainset = PairSet(dataset_dir, "train", spec, seed=cfg.seed, augment=augment,
-                       mouth_weight=cfg.mouth_weight, eye_weight=cfg.eye_weight)
-    has_val = manifest["split"]["val"] > 0
-    valset = PairSet(dataset_dir, "val" if has_val else "train", spec, seed=cfg.seed, augment=None, limit=cfg.val_frames)
-    contract = Contract(trainset.framing, spec, np.asarray(manifest["neutral_px"], np.float32))
+        make_dir(out, error=TrainError, what="the model")  # before any slow work: an unwritable --out fails at once
+    ckpt = _checkpoint_for(out, manifest, resume)
+    arch = model if ckpt is None else _checkpoint_arch(ckpt, out)
+    contract = dataset_contract(manifest, ModelConfig(size=model.size if ckpt is None else ckpt["size"], depth=arch.depth))
     if ckpt is not None:
         contract.require_same(Contract.from_dict(ckpt["contract"]), "checkpoint")
-    taughtset, teacher_info = None, None
-    if teacher_dir is not None:
-        from training.distill import PUPPET, teacher_pairs
+    augment = Augment() if cfg.augment else None
+    trainset = PairSet(dataset_dir, "train", contract.sketch, seed=cfg.seed, augment=augment, mouth_weight=cfg.mouth_weight,
+                       eye_weight=cfg.eye_weight)
+    valset = PairSet(dataset_dir, "val" if manifest["split"]["val"] > 0 else "train", contract.sketch, seed=cfg.seed, augment=None,
+                     limit=cfg.val_frames)
+    extra_pairs = extra(contract, device) if extra is not None else None
+    _check_same_teacher(ckpt, extra_pairs, out)
+    run = _networks(out, Path(dataset_dir), manifest, cfg, arch, contract, device, rank, world, trainset, valset, extra_pairs)
+    run.detector_factory = detector_factory
+    if ckpt is not None:
+        _restore(run, ckpt)
+        if run.step >= cfg.steps:
+            log(f"{out}: already trained for {run.step} steps (train.steps = {cfg.steps}); raise train.steps to continue")
+    _open_logs(run, log)
+    return run
 
-        teacher_dir.contract.require_same(contract, f"dataset {dataset_dir} (at the teacher's size)")
-        teacher_info = {"path": str(Path(teacher).resolve()), "model_id": teacher_dir.meta.get("model_id"),
-                        "drivers": [d if d == PUPPET else str(Path(d).resolve()) for d in drivers]}
-        if world > 1:
-            raise TrainError("distillation runs in one process; start it without torchrun")
-        taughtset = teacher_pairs(teacher_dir, trainset, manifest["build_key"], drivers=teacher_info["drivers"], out=out,
-                                  device=device, augment=augment, seed=cfg.seed, progress=progress, log=log)
 
+def dataset_contract(manifest: dict, model: ModelConfig) -> Contract:
+    """The contract of a dataset at a model's resolution: its framing and sketch spec
+    resized to ``model.size`` (a multiple of 2**depth), and its target neutral."""
+    spec = model_spec(manifest, model, model.depth)
+    from training.data import model_framing
+
+    try:
+        framing = model_framing(Framing.from_dict(manifest["framing"]), (spec.width, spec.height))
+    except ValueError as e:
+        raise DatasetError(f"the dataset's framing is damaged: {e}") from None
+    return Contract(framing, spec, np.asarray(manifest["neutral_px"], np.float32))
+
+
+def _checkpoint_for(out: Path, manifest: dict, resume: bool) -> dict | None:
+    path = out / "checkpoint.pt"
+    if not resume:
+        if path.exists():
+            raise TrainError(f"{out} already holds a training run; continue it with --resume, or choose another --out")
+        return None
+    ckpt = load_checkpoint(path)
+    if ckpt["dataset_key"] != manifest["build_key"]:
+        raise TrainError(f"{path} was trained on another dataset (key {ckpt['dataset_key']}, this one {manifest['build_key']})")
+    return ckpt
+
+
+def _checkpoint_arch(ckpt: dict, out: Path) -> ModelConfig:
+    """The architecture the checkpoint was trained with (it carries its own)."""
+    try:
+        return from_architecture(ckpt["generator"], size=int(ckpt["size"]))
+    except (TypeError, ValueError) as e:
+        raise TrainError(f"{out / 'checkpoint.pt'} is damaged: its generator settings are invalid ({e})") from None
+
+
+def _check_same_teacher(ckpt: dict | None, extra: ExtraPairs | None, out: Path) -> None:
+    """A resumed run keeps its kind: plain training stays plain, a distillation keeps its teacher."""
+    if ckpt is None:
+        return
+    had = (ckpt.get("teacher") or {}).get("model_id")
+    has = extra.provenance.get("model_id") if extra else None
+    if had != has:
+        raise TrainError(f"{out / 'checkpoint.pt'} was " + (f"distilled from teacher {had}" if had else "trained without a teacher")
+                         + (f", but this run distils from {has}" if has else ", but this run has no teacher")
+                         + "; resume it the way it started")
+
+
+def _networks(out, dataset_dir, manifest, cfg, arch, contract, device, rank, world, trainset, valset, extra) -> Run:
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
-    G = UNetGenerator(ucfg).to(device)
+    G = UNetGenerator(arch).to(device)
     D = MultiScaleDiscriminator(6, cfg.ndf, 3, cfg.d_scales).to(device)
     if device.type == "cuda":
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
@@ -332,23 +494,6 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     autocast, scaler = _autocast(device, cfg.amp)
-    step, history = 0, []
-    if ckpt is not None:
-        try:
-            G.load_state_dict(ckpt["G"])
-            D.load_state_dict(ckpt["D"])
-            opt_g.load_state_dict(ckpt["opt_g"])
-            opt_d.load_state_dict(ckpt["opt_d"])
-            scaler.load_state_dict(ckpt["scaler"])
-            torch.set_rng_state(ckpt["rng_cpu"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as e:
-            raise TrainError(f"{ckpt_path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                             "was it made with other settings (e.g. train.ndf)?") from None
-        step, history = int(ckpt["step"]), list(ckpt.get("history", []))
-        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"])
-        if step >= cfg.steps:
-            log(f"{out}: already trained for {step} steps (train.steps = {cfg.steps}); raise train.steps to continue")
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -356,99 +501,41 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
             G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
         ids = [device.index] if device.type == "cuda" else None
         G, D = DDP(G, device_ids=ids), DDP(D, device_ids=ids)
+    return Run(out, dataset_dir, manifest, cfg, arch, contract, device, rank, world, trainset, valset, extra, G, D, opt_g, opt_d,
+               scaler, autocast)
 
-    writer = None
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "previews").mkdir(exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "logs"), purge_step=step or None)
-        log(f"training {count_parameters(_unwrap(G)) / 1e6:.1f} M-parameter generator at {spec.width}x{spec.height} on {device}"
-            f"{f' x{world}' if world > 1 else ''}: {len(trainset)} train / {len(valset)} validation frames, steps {step} -> {cfg.steps}")
-        if taughtset is not None:
-            log(f"distilling from teacher {teacher_info['model_id']}: {len(taughtset)} teacher pairs, weight train.teacher_l1 = {cfg.teacher_l1:g}")
-
-    detector = None
-
-    def run_validation() -> dict:
-        nonlocal detector
-        if detector is None:
-            from models.landmarks import FaceMeshDetector
-
-            detector = detector_factory() if detector_factory else FaceMeshDetector(tracking=False)
-        return validate(_unwrap(G), valset, device, detector)
-
-    def save(final: bool = False) -> None:
-        if not main_process:
-            return
-        state = {
-            "G": _unwrap(G).state_dict(), "D": _unwrap(D).state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "scaler": scaler.state_dict(), "step": step, "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-            "generator": ucfg.to_dict(), "size": spec.height, "train": asdict(cfg), "contract": contract.to_dict(),
-            "dataset_key": manifest["build_key"], "history": history, "teacher": teacher_info,
-        }
-        save_checkpoint(ckpt_path, state)
-        write_model(out, _unwrap(G), ucfg, contract, manifest, dataset_dir, step, history, final=final, teacher=teacher_info)
-
-    stop = _StopRequest()
-    t0, start_step = time.monotonic(), step
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not (progress and main_process), dynamic_ncols=True)
+def _restore(run: Run, ckpt: dict) -> None:
     try:
-        G.train()
-        D.train()
-        while step < cfg.steps:
-            sketch, real, weight = (t.to(device, non_blocking=True) for t in trainset.batch(step, rank, cfg.batch_size))
-            if device.type == "cuda":
-                sketch, real = sketch.contiguous(memory_format=torch.channels_last), real.contiguous(memory_format=torch.channels_last)
-            taught = None
-            if taughtset is not None:
-                taught = tuple(t.to(device, non_blocking=True) for t in taughtset.batch(step, rank, cfg.batch_size))
-            losses = train_step(G, D, opt_g, opt_d, scaler, autocast, cfg, sketch, real, weight, taught)
-            step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-            if writer and step % cfg.log_every == 0:
-                for k, v in losses.items():
-                    writer.add_scalar(f"loss/{k}", v, step)
-                history.append({"step": step, **losses})
-            if main_process and step % cfg.preview_every == 0:
-                grid = preview(_unwrap(G), valset, device)
-                cv2.imwrite(str(out / "previews" / f"step_{step:07d}.png"), grid)
-                writer.add_image("preview", grid[:, :, ::-1].copy(), step, dataformats="HWC")
-            if main_process and step % cfg.val_every == 0:
-                metrics = run_validation()
-                for k, v in metrics.items():
-                    writer.add_scalar(f"val/{k}", v, step)
-                history.append({"step": step, "val": metrics})
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                save()
-            if step < cfg.steps and _stop_everywhere(stop.requested, world, device):  # a finished last step is completed below
-                save()
-                bar.close()
-                log(f"stopped at step {step}; checkpoint saved in {ckpt_path}; continue with --resume")
-                return {"step": step, "stopped": True}
-        bar.close()
-        if step > start_step or not _marked_complete(out):  # also a run stopped after its last step, when resumed
-            metrics = run_validation() if main_process else {}
-            history.append({"step": step, "val": metrics})
-            save(final=True)
-    finally:
-        bar.close()
-        stop.restore()
-        if writer:
-            writer.close()
-        if detector is not None:
-            detector.close()
-        if world > 1:
-            _shutdown_distributed()
-    elapsed = time.monotonic() - t0
-    rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
-    if main_process:
-        log(f"done: {step} steps, {rate:.2f} it/s; model in {out}")
-    return {"step": step, "stopped": False, "it_per_s": rate, "history": history}
+        _unwrap(run.G).load_state_dict(ckpt["G"])
+        _unwrap(run.D).load_state_dict(ckpt["D"])
+        run.opt_g.load_state_dict(ckpt["opt_g"])
+        run.opt_d.load_state_dict(ckpt["opt_d"])
+        run.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise TrainError(f"{run.checkpoint} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         "was it made with other settings (e.g. train.ndf)?") from None
+    run.step, run.history = int(ckpt["step"]), list(ckpt.get("history", []))
+    if run.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng_cuda"])
+
+
+def _open_logs(run: Run, log: Callable[[str], None]) -> None:
+    """Previews folder, TensorBoard writer, and the run's first line in the log."""
+    if not run.main:
+        return
+    (run.out / "previews").mkdir(exist_ok=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    run.writer = SummaryWriter(str(run.out / "logs"), purge_step=run.step or None)
+    spec = run.contract.sketch
+    log(f"training {count_parameters(_unwrap(run.G)) / 1e6:.1f} M-parameter generator at {spec.width}x{spec.height} on {run.device}"
+        f"{f' x{run.world}' if run.world > 1 else ''}: {len(run.trainset)} train / {len(run.valset)} validation frames, "
+        f"steps {run.step} -> {run.cfg.steps}")
+    if run.extra is not None:
+        log(f"distilling from teacher {run.extra.provenance.get('model_id')}: {len(run.extra.pairs)} teacher pairs, "
+            f"weight train.teacher_l1 = {run.extra.weight:g}")
 
 
 def _marked_complete(out: Path) -> bool:
@@ -482,30 +569,30 @@ def _stop_everywhere(local: bool, world: int, device: torch.device) -> bool:
     return bool(flag.item() > 0)
 
 
-def write_model(out: Path, G: nn.Module, ucfg: UNetConfig, contract: Contract, manifest: dict, dataset_dir,
-                step: int, history: list, *, final: bool, teacher: dict | None = None) -> None:
+def write_model(run: Run, *, final: bool) -> None:
     """Write the live-usable part of MODEL_DIR: weights, plate, card, model.json last."""
+    out, G, manifest = run.out, _unwrap(run.G), run.manifest
     with atomic_path(out / "generator.pt") as tmp:
         torch.save({k: v.detach().cpu() for k, v in G.state_dict().items()}, tmp)
-    plate = Path(dataset_dir) / "plate.png"
+    plate = run.dataset_dir / "plate.png"
     if plate.is_file():
         shutil.copyfile(plate, out / "plate.png")
-    vals = [h["val"] for h in history if "val" in h]
+    vals = [h["val"] for h in run.history if "val" in h]
     meta = {
-        "generator": ucfg.to_dict(),
-        "contract": contract.to_dict(),
+        "generator": architecture(run.arch),
+        "contract": run.contract.to_dict(),
         "provenance": {
-            "dataset": str(Path(dataset_dir).resolve()), "dataset_key": manifest["build_key"],
+            "dataset": str(run.dataset_dir.resolve()), "dataset_key": manifest["build_key"],
             "sources": [{"path": s["path"], "sha256": s["sha256"]} for s in manifest["sources"]],
             "consent": manifest.get("consent"),
-            "steps": step, "complete": final, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "torch": torch.__version__, "teacher": teacher,
+            "steps": run.step, "complete": final, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "torch": torch.__version__, "teacher": run.extra.provenance if run.extra else None,
         },
         "metrics": vals[-1] if vals else {},
         "parameters": count_parameters(G),
     }
     files = ["generator.pt"] + (["plate.png"] if (out / "plate.png").is_file() else [])
-    meta["model_id"] = sha256_file(out / "generator.pt")[:8]  # names these weights in reports and logs
+    meta["model_id"] = model_id_of(sha256_file(out / "generator.pt"))  # names these weights in reports and logs
     for name in ("generator_fp16.onnx", "generator_fp32.onnx"):
         (out / name).unlink(missing_ok=True)  # stale exports of older weights; re-run `reenact export`
     atomic_write_text(out / "model_card.md", model_card(meta))  # after model_id is known

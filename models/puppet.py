@@ -2,12 +2,15 @@
 controls and rendered as a shaded triangle mesh that Face Mesh detects again.
 
 It stands in for a person wherever one is needed without a camera or a real video:
-hermetic tests, the demo, benchmarks. ``PuppetPose`` is what a frame shows,
-``FaceShape`` is who the puppet is, ``puppet_points`` deforms the mesh and
-``render_puppet`` draws it.
+hermetic tests, the demo, benchmarks, distillation's extra driver. ``PuppetPose`` is
+what a frame shows, ``FaceShape`` is who the puppet is, ``puppet_points`` deforms the
+mesh, ``render_puppet`` draws it, and ``PuppetScript`` says what frame ``i`` of a
+seeded performance shows (its exact landmarks and image), so tests know the truth.
+Both training and live use it, so it lives here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 
@@ -16,7 +19,7 @@ import numpy as np
 
 from models import topology as T
 from models.faces import base_face
-from models.geometry import interocular, rotation_from_angles
+from models.geometry import interocular, rotation_from_angles, smoothstep
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,6 @@ def _split_loop(loop_name: str, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return np.array(up, dtype=np.intp), np.array(low, dtype=np.intp)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 @cache
 def _deformers() -> dict[str, np.ndarray]:
     """Per-landmark displacement fields (478, 3) for unit jaw/smile/blink/brow, in IOD units."""
@@ -78,7 +76,7 @@ def _deformers() -> dict[str, np.ndarray]:
     lower = set(low_o) | set(low_i)
     upper = set(up_o) | set(up_i)
     y_low = b[17, 1]
-    w = _smoothstep((y - y_corner) / (y_low - y_corner)) * (1 - _smoothstep((np.abs(x) - 0.55) / 0.5))
+    w = smoothstep((y - y_corner) / (y_low - y_corner)) * (1 - smoothstep((np.abs(x) - 0.55) / 0.5))
     # The lower lip opens as an arc (an ellipse with its ends at the corners), not a box.
     half = (b[T.MOUTH_LEFT, 0] - b[T.MOUTH_RIGHT, 0]) / 2
     mid_x = (b[T.MOUTH_LEFT, 0] + b[T.MOUTH_RIGHT, 0]) / 2
@@ -134,13 +132,13 @@ def puppet_points(pose: PuppetPose, shape: FaceShape = FaceShape()) -> np.ndarra
     return (pts - centre) @ rot.T + centre
 
 
-def place(points: np.ndarray, size: tuple[int, int], *, iod_px: float, center: tuple[float, float]) -> np.ndarray:
-    """Map IOD-unit points to pixels of a (width, height) image: the stable-point
-    centroid lands on ``center`` (pixels) and one IOD spans ``iod_px`` pixels."""
+def place(points: np.ndarray, *, iod_px: float, center: tuple[float, float]) -> np.ndarray:
+    """Map IOD-unit points to image pixels: the stable-point centroid lands on
+    ``center`` (pixels) and one IOD spans ``iod_px`` pixels."""
     return points * iod_px + np.array([center[0], center[1], 0.0])
 
 
-def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = FaceShape(), *, blink: float = 0.0) -> np.ndarray:
+def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = FaceShape()) -> np.ndarray:
     """Render (478, 3) pixel points as a BGR uint8 image of ``size`` (width, height)."""
     w, h = size
     img = np.empty((h, w, 3), np.uint8)
@@ -181,3 +179,70 @@ def render_puppet(px: np.ndarray, size: tuple[int, int], shape: FaceShape = Face
     cv2.fillPoly(img, [poly("inner_lips")], (45, 35, 90), cv2.LINE_AA, 4)
     return img
 
+
+# Two stock puppets: a target and a driver with another face shape and colouring.
+TARGET_SHAPE = FaceShape(width=1.0, height=1.0, skin=(150, 180, 225), background=(70, 60, 50))
+DRIVER_SHAPE = FaceShape(width=1.18, height=0.9, skin=(120, 150, 190), background=(40, 70, 40))
+
+
+def puppet_pose_at(t: float, seed: int, *, rest_seconds: float = 1.0) -> PuppetPose:
+    """The puppet's scripted expression at time ``t`` (seconds): the first
+    ``rest_seconds`` at rest (a neutral to calibrate on), then smooth, seeded motion
+    with blinks every few seconds."""
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(0.15, 0.5, size=7)  # Hz
+    ph = rng.uniform(0, 2 * math.pi, size=7)
+    ramp = min(1.0, max(0.0, (t - rest_seconds) / 0.5))
+
+    def wave(i: int) -> float:
+        return math.sin(2 * math.pi * f[i] * t + ph[i])
+
+    blink_period = 2.5 + 2 * rng.uniform()
+    phase = (t + rng.uniform() * blink_period) % blink_period
+    blink = max(0.0, 1 - abs(phase - 0.15) / 0.15) if t > rest_seconds else 0.0
+    return PuppetPose(
+        jaw=ramp * 0.7 * max(0.0, wave(0)) ** 1.5,
+        smile=ramp * 0.8 * max(0.0, wave(1)),
+        blink=min(1.0, blink * 1.2),
+        brow=ramp * 0.7 * max(0.0, wave(2)) ** 2,
+        yaw=ramp * 18 * wave(3),
+        pitch=ramp * 8 * wave(4),
+        roll=ramp * 6 * wave(5),
+    )
+
+
+@dataclass(frozen=True)
+class PuppetScript:
+    """A seeded puppet performance in a (width, height) frame at ``fps``: frame ``i``
+    shows ``puppet_pose_at(i / fps, seed)``, its head drifting by ``drift`` of the frame."""
+
+    seed: int = 1
+    shape: FaceShape = TARGET_SHAPE
+    size: tuple[int, int] = (512, 512)
+    fps: float = 30.0
+    drift: float = 0.06
+
+    def pose(self, index: int) -> PuppetPose:
+        return puppet_pose_at(index / self.fps, self.seed)
+
+    def points(self, index: int) -> np.ndarray:
+        """(478, 3) float64 pixel landmarks of frame ``index``: the truth it renders."""
+        w, h = self.size
+        t = index / self.fps
+        iod = 0.27 * min(w, h)
+        cx = w / 2 + self.drift * w * math.sin(2 * math.pi * 0.11 * t) * (t > 1)
+        cy = h / 2 - 0.5 * iod + self.drift * h * 0.5 * math.sin(2 * math.pi * 0.07 * t + 1) * (t > 1)
+        return place(puppet_points(self.pose(index), self.shape), iod_px=iod, center=(cx, cy))
+
+    def image(self, index: int) -> np.ndarray:
+        """Frame ``index``, BGR uint8 (height, width, 3)."""
+        return render_puppet(self.points(index), self.size, self.shape)
+
+
+def write_puppet_clip(path, *, seconds: float, seed: int = 1, shape: FaceShape = TARGET_SHAPE, size: int = 480,
+                      fps: float = 30.0) -> int:
+    """Render ``seconds`` of a seeded puppet performance to an mp4; returns the frames written."""
+    from models.video import write_video
+
+    script = PuppetScript(seed, shape, (size, size), fps)
+    return write_video(path, (script.image(i) for i in range(int(seconds * fps))), fps)

@@ -1,0 +1,217 @@
+"""The live side's subcommands: ``live``, ``bench``, ``verify``, ``doctor``, ``devices``
+and ``puppet``. The only place on this side where real devices are chosen; everything
+below receives its own settings sections and ready-made objects.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from live.output import Mode
+from models.config import Config
+from models.errors import EXIT_INTERRUPTED, EXIT_NO_WATERMARK, EXIT_OK, UsageError
+from models.files import atomic_write_text
+from models.terminal import interactive
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    lv = sub.add_parser("live", parents=[common], help="drive the target's face from a camera into a virtual camera")
+    lv.add_argument("--model", required=True, metavar="MODEL_DIR")
+    lv.add_argument("--source", help="camera, puppet, or a video file (default: capture.source)")
+    lv.add_argument("--camera", help="camera index or name (default: capture.camera)")
+    lv.add_argument("--window", action="store_true", help="also show a preview window with stats")
+    lv.add_argument("--no-virtual-camera", action="store_true", help="do not open the virtual camera")
+    lv.add_argument("--record", metavar="FILE.mp4", help="also record the output")
+    lv.add_argument("--view", choices=[m.value for m in Mode], default=Mode.OUTPUT.value,
+                    help="what to send: the output, the camera (passthrough), the sketch, or all side by side")
+    lv.add_argument("--gain", type=float, default=1.0, help="expression gain (also +/- in the window)")
+    lv.add_argument("--paused", action="store_true", help="start paused (p to go)")
+    lv.add_argument("--frames", type=int, help="stop after this many frames")
+    lv.add_argument("--seconds", type=float, help="length of the puppet source")
+    lv.add_argument("--json", default="runs/live/latency.json", metavar="FILE", help="latency report written on exit")
+    lv.set_defaults(func=cmd_live)
+
+    b = sub.add_parser("bench", parents=[common], help="run the live pipeline on a video into a null sink and report latency")
+    b.add_argument("--model", required=True, metavar="MODEL_DIR")
+    b.add_argument("--source", required=True, metavar="VIDEO")
+    b.add_argument("--flat-out", action="store_true", help="as fast as possible instead of at the video's frame rate")
+    b.add_argument("--json", metavar="OUT", help="write the report (keys documented in the README)")
+    b.add_argument("--record", metavar="FILE.mp4", help="also write the output video")
+    b.add_argument("--loop", type=float, metavar="SECONDS", help="replay the clip for this long (soak test): per-minute p50/p99 and RSS")
+    b.add_argument("--av", action="store_true", help="also measure audio/video sync (the clip must have sound)")
+    b.add_argument("--fidelity-every", type=int, default=3, metavar="N",
+                   help="check every N-th output with Face Mesh after the run (0: off)")
+    b.set_defaults(func=cmd_bench)
+
+    vf = sub.add_parser("verify", parents=[common], help="does a video carry reenact's watermark, and which model made it?")
+    vf.add_argument("video", metavar="VIDEO")
+    vf.add_argument("--window", type=int, default=120, help="also read stretches of this many frames")
+    vf.add_argument("--json", metavar="OUT")
+    vf.set_defaults(func=cmd_verify)
+
+    dr = sub.add_parser("doctor", parents=[common], help="check this machine: packages, GPU, camera, virtual camera, audio; print fixes")
+    dr.add_argument("--model", metavar="MODEL_DIR", help="also say which model directory live would load from it, and why")
+    dr.set_defaults(func=cmd_doctor)
+
+    dv = sub.add_parser("devices", parents=[common], help="list cameras, audio inputs/outputs and virtual cameras")
+    dv.set_defaults(func=cmd_devices)
+
+    pp = sub.add_parser("puppet", parents=[common], help="render a clip of the synthetic puppet face")
+    pp.add_argument("--out", required=True, metavar="FILE.mp4")
+    pp.add_argument("--face", choices=("target", "driver"), default="target")
+    pp.add_argument("--seconds", type=float, default=10.0)
+    pp.add_argument("--seed", type=int, default=1)
+    pp.add_argument("--size", type=int, default=480)
+    pp.add_argument("--fps", type=float, default=30.0)
+    pp.set_defaults(func=cmd_puppet)
+
+
+def check_model(path: str, cfg: Config) -> None:
+    """Open (without hashing every file) the model directory live would load: a missing,
+    misnamed or damaged model is reported before cameras and outputs are opened."""
+    from live.engines import choose_model_dir, nvidia_driver_present
+    from models.artifact import load_model_dir
+
+    chosen, _ = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
+    load_model_dir(chosen, verify=False)
+
+
+def _source_choice(args: argparse.Namespace, cfg: Config):
+    from live.session import SourceChoice
+
+    kind = args.source or cfg.capture.source
+    if kind not in ("camera", "puppet") and not Path(kind).suffix:
+        raise UsageError(f"--source {kind!r}: give camera, puppet or a video file path")
+    if kind in ("camera", "puppet"):
+        return SourceChoice(kind, camera=args.camera or cfg.capture.camera, realtime=True, seconds=args.seconds)
+    return SourceChoice("file", file=kind, realtime=cfg.capture.realtime)
+
+
+def terminal_keys(controls) -> None:
+    """The window's keys typed at the terminal, one per line: for headless virtual-camera use."""
+    def read_keys() -> None:
+        for line in sys.stdin:
+            if line.strip():
+                controls.handle_key(line.strip()[0])
+
+    threading.Thread(target=read_keys, name="terminal-keys", daemon=True).start()
+    print("terminal controls: type n, m, +, -, p or q and press Enter")
+
+
+def cmd_live(args: argparse.Namespace, cfg: Config) -> int:
+    from live.session import LiveSettings, RunOptions, open_sinks, open_source, run_session, summary_line
+
+    check_model(args.model, cfg)  # a wrong --model is named before any device is opened
+    source, reopen = open_source(_source_choice(args, cfg), cfg.capture)
+    sinks = open_sinks(cfg.output, getattr(source, "fps", cfg.capture.fps), log=print,
+                       virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
+                       window=cfg.output.window or args.window, record=args.record or cfg.output.record)
+    run = RunOptions(threaded=True, max_frames=args.frames, json_path=args.json, mode=Mode(args.view), gain=args.gain, paused=args.paused)
+    report = run_session(args.model, source, sinks, LiveSettings.of(cfg), run, reopen=reopen,
+                         on_controls=terminal_keys if interactive() else None)
+    print(summary_line(report))
+    print(f"latency report: {args.json}")
+    return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
+    from live.session import LiveSettings, RunOptions, SoakRecorder, SourceChoice, open_source, run_session, summary_line
+    from live.sinks import NullSink, RecorderSink
+
+    check_model(args.model, cfg)
+    if args.av:
+        return _bench_av(args, cfg)
+    source, _ = open_source(SourceChoice("file", file=args.source, realtime=not args.flat_out, loop=args.loop is not None), cfg.capture)
+    sinks = [NullSink()]
+    if args.record:
+        sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
+    soak = SoakRecorder() if args.loop is not None else None
+    run = RunOptions(threaded=not args.flat_out, json_path=None, fidelity_every=0 if soak else args.fidelity_every,
+                     max_frames=int(args.loop * source.fps) if soak else None,
+                     degrade=not args.flat_out)  # flat out measures capacity: every frame generated, none repeated
+    report = run_session(args.model, source, sinks, LiveSettings.of(cfg), run, observer=soak)
+    if soak is not None:
+        report["soak"] = soak.report()
+    report.update(pacing="flat-out" if args.flat_out else "real-time", source=str(args.source))
+    _write_report(args.json, report)
+    print(summary_line(report))
+    return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
+
+
+def _bench_av(args: argparse.Namespace, cfg: Config) -> int:
+    from live.avsync import av_bench
+    from live.session import LiveSettings, summary_line
+
+    if args.flat_out:
+        raise UsageError("--av measures sync at real-time pace; drop --flat-out")
+    report = av_bench(args.model, args.source, LiveSettings.of(cfg))
+    report.update(pacing="real-time", source=str(args.source))
+    _write_report(args.json, report)
+    av = report["av"]
+    print(summary_line(report))
+    print(f"A/V offset {av['offset_ms']:+.1f} ms (audio delayed {av['audio_delay_ms_p50']:.1f} ms p50; "
+          f"one frame = {av['frame_ms']:.1f} ms; positive = audio late)")
+    return EXIT_OK
+
+
+def _write_report(path: str | None, report: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(report, indent=1))
+        print(f"report: {path}")
+
+
+def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
+    from live.trust import PERIOD, read_video
+
+    whole, windows = read_video(args.video, window=args.window)
+    if whole.present:
+        print(f"{args.video}: reenact watermark FOUND, model ID {whole.model_id} (confidence z = {whole.confidence:.1f}, "
+              f"weakest ID bit z = {whole.bit_margin:.1f}, {whole.frames} frames)")
+    else:
+        print(f"{args.video}: no reenact watermark found (sync z = {whole.confidence:.1f}, weakest ID bit z = "
+              f"{whole.bit_margin:.1f}; a mark needs both above 6 and 1.5)")
+    if windows:
+        found = [w for w in windows if w.present]
+        ids = sorted({w.model_id for w in found})
+        print(f"  {len(found)} of {len(windows)} stretches of {args.window} frames carry it" + (f" (IDs: {', '.join(ids)})" if ids else ""))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"video": str(args.video), "whole": whole.as_dict(),
+                                                 "windows": [w.as_dict() for w in windows]}, indent=1))
+    if whole.frames < 2 * PERIOD:
+        print(f"  note: {whole.frames} frames is short; a few seconds of video give a reliable reading")
+    return EXIT_OK if whole.present else EXIT_NO_WATERMARK
+
+
+def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
+    from live.doctor import Probe, format_report, run_checks
+
+    probe = Probe.collect()
+    checks = run_checks(probe)
+    print(format_report(checks))
+    if args.model:
+        from live.engines import choose_model_dir
+
+        chosen, why = choose_model_dir(args.model, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=probe.nvidia_driver)
+        print(f"\nmodel: live --model {args.model} will load {chosen} ({why})")
+    broken = [c for c in checks if c.ok is False and c.area in ("python", "packages", "opencv")]
+    return 1 if broken else EXIT_OK  # missing hardware is reported, not an error of the install
+
+
+def cmd_devices(args: argparse.Namespace, cfg: Config) -> int:
+    from live.devices import report
+
+    print(report())
+    return EXIT_OK
+
+
+def cmd_puppet(args: argparse.Namespace, cfg: Config) -> int:
+    from models.puppet import DRIVER_SHAPE, TARGET_SHAPE, write_puppet_clip
+
+    shape = TARGET_SHAPE if args.face == "target" else DRIVER_SHAPE
+    n = write_puppet_clip(args.out, seconds=args.seconds, seed=args.seed, shape=shape, size=args.size, fps=args.fps)
+    print(f"wrote {args.out}: {n} frames of the synthetic {args.face} puppet")
+    return EXIT_OK

@@ -1,0 +1,5 @@
+import sys
+
+from reenact.cli import main
+
+sys.exit(main())

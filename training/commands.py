@@ -1,0 +1,107 @@
+"""The training side's subcommands: ``dataset``, ``train`` and ``export``.
+
+``register`` adds them to the ``reenact`` parser; each command gets its parsed
+arguments and the settings (read once by the entry point) and hands the library its
+own sections only.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.artifact import CPU_TIER
+from models.config import PRESETS, Config
+from models.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from models.terminal import interactive
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    d = sub.add_parser("dataset", parents=[common], help="target video(s) -> training pairs, manifest and coverage report")
+    d.add_argument("videos", nargs="+", metavar="VIDEO")
+    d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("--target-name", metavar="NAME", help="who the target is (recorded in the dataset and every model)")
+    d.add_argument("--consent", action="store_true", help="attest that you may use the target's likeness")
+    d.set_defaults(func=cmd_dataset)
+
+    t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target")
+    t.add_argument("dataset", metavar="DATASET")
+    t.add_argument("--out", metavar="MODEL_DIR", help=f"where the model goes (with --teacher: default TEACHER_DIR/{CPU_TIER})")
+    t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="generator architecture: full (GPU-sized) or cpu (real time on 2 CPU cores)")
+    t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
+    t.add_argument("--drivers", nargs="+", metavar="VIDEO",
+                   help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
+                        "'puppet' is the embedded puppet driver (the default)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", parents=[common],
+                       help=f"write fp16 (GPU) and fp32 (CPU) ONNX generators, checked for parity (also for MODEL_DIR/{CPU_TIER})")
+    e.add_argument("model_dir", metavar="MODEL_DIR")
+    e.set_defaults(func=cmd_export)
+
+
+def consent_from(args: argparse.Namespace, cfg: Config):
+    """The consent record: from flags, else the settings, else (at a terminal) by
+    asking; never assumed."""
+    from training.dataset import CONSENT_STATEMENT, Consent
+
+    name = args.target_name or cfg.dataset.target_name
+    attested = args.consent or cfg.dataset.consent
+    if (not name or not attested) and interactive():
+        name = name or input("Who is the person in the target video? ").strip()
+        answer = input(f"{CONSENT_STATEMENT}\nType 'yes' to attest: ").strip().lower()
+        attested = answer == "yes"
+    return Consent(name or "", bool(attested))
+
+
+def cmd_dataset(args: argparse.Namespace, cfg: Config) -> int:
+    from training.dataset import build_dataset
+
+    m = build_dataset(args.videos, args.out, consent=consent_from(args, cfg), dataset=cfg.dataset, landmarks=cfg.landmarks,
+                      sketch=cfg.sketch, model=cfg.model, progress=not args.quiet)
+    print(dataset_summary(m, args.out))
+    return EXIT_OK
+
+
+def dataset_summary(m: dict, out: str | Path) -> str:
+    drops = ", ".join(f"{k} {v}" for k, v in m["dropped"].items())
+    pct = 100.0 * m["frames_kept"] / max(m["frames_total"], 1)
+    w, h = m["framing"]["out_size"]
+    lines = [f"dataset {out}: kept {m['frames_kept']} of {m['frames_total']} frames ({pct:.1f} %); dropped: {drops}",
+             f"  split: {m['split']['train']} train / {m['split']['val']} validation; framing {w}x{h}; sketch {m['sketch_hash']}",
+             f"  coverage report: {Path(out) / 'coverage.png'} and coverage.json"]
+    return "\n".join(lines + [f"  warning: {w}" for w in m["coverage_warnings"]])
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from models.errors import ModelError
+    from models.files import make_dir
+    from training.dataset import check_dataset
+
+    if args.out is None and not args.teacher:
+        raise UsageError("train needs --out MODEL_DIR")
+    if args.drivers and not args.teacher:
+        raise UsageError("--drivers goes with --teacher (distillation)")
+    out = args.out or str(Path(args.teacher) / CPU_TIER)  # the CPU tier lives beside its teacher; live picks it on CPU-only machines
+    check_dataset(args.dataset)  # a wrong dataset or --out is named at once, before torch starts
+    make_dir(out, error=ModelError, what="the model")
+    from training.distill import checkpoint_teacher, distill
+    from training.train import train
+
+    if args.teacher or (args.resume and checkpoint_teacher(out)):  # a distillation resumes as one, with its recorded teacher
+        summary = distill(args.dataset, out, teacher=args.teacher, drivers=args.drivers or [], model=cfg.model, cfg=cfg.train,
+                          resume=args.resume, progress=not args.quiet)
+    else:
+        summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet)
+    return EXIT_INTERRUPTED if summary.get("stopped") else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
+    from training.export import export
+
+    root = Path(args.model_dir)
+    tier = root / CPU_TIER
+    for d in [root] + ([tier] if (tier / "model.json").is_file() else []):  # the model, and its CPU tier when it has one
+        export(d)
+        print(f"exported {d}: generator_fp16.onnx (GPU) and generator_fp32.onnx (CPU)")
+    return EXIT_OK
