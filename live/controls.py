@@ -73,6 +73,8 @@ class Controls:
         lines = [f"{LEVELS[self.loop.degrader.level]}  e2e p50 {s.rolling_ms('e2e'):.1f} / p95 {s.rolling_ms('e2e', 95):.1f} / "
                  f"p99 {s.rolling_ms('e2e', 99):.1f} ms",
                  "  ".join(f"{k[:5]} {s.rolling_ms(k):.1f}" for k in ("landmarks", "inference", "compose"))]
+        if self.loop.limited_now:
+            lines.append("head pose limited to the target's range: " + ", ".join(self.loop.limited_now))
         if self.audio_stats is not None:
             a = self.audio_stats
             lines.append(f"audio: {a.input_overflows} overruns, {a.output_underflows} underruns")

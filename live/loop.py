@@ -181,7 +181,8 @@ class LiveLoop:
         self.paused = False
         self.interrupted = False
         self._stop = False
-        self.frames = self.no_face = self.repeated = self.lost_frames = 0
+        self.frames = self.no_face = self.repeated = self.lost_frames = self.pose_limited = 0
+        self.limited_now: dict[str, float] = {}  # how far the driver's head is beyond the target's coverage, this frame
         self._neutral: np.ndarray | None = None
         self._t_start = self._t_end = 0.0
 
@@ -257,9 +258,18 @@ class LiveLoop:
         s.add("overhead", e2e - result.timings.get("landmarks", 0.0) - result.timings.get("inference", 0.0))
         self.no_face += not result.face
         self.repeated += not result.generated
+        self._note_limits(result.limited)
         self.degrader.update(self.frames, e2e)
         if self.latency_listener is not None and self.frames % 15 == 0:
             self.latency_listener(s.rolling_ms("e2e") / 1000.0)
+
+    def _note_limits(self, limited: dict[str, float]) -> None:
+        """Count frames whose head pose was kept within the target's coverage; log when it starts."""
+        if limited and not self.limited_now:
+            what = ", ".join(f"{k} {v:+.2g}" for k, v in limited.items())
+            self.log(f"the driver's head goes beyond what the target's clip shows ({what} past it): the target's head stays within it")
+        self.limited_now = limited
+        self.pose_limited += bool(limited)
 
     def report(self) -> dict:
         """The run's numbers; every key is documented in README.md ("bench JSON")."""
@@ -275,6 +285,7 @@ class LiveLoop:
             "frames_repeated": self.repeated,
             "frames_no_face": self.no_face,
             "frames_camera_lost": self.lost_frames,
+            "frames_pose_limited": self.pose_limited,
             "duration_s": round(elapsed, 3),
             "fps": round(self.frames / elapsed, 2),
             "e2e_ms": stages.pop("e2e", {"n": 0}),

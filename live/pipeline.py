@@ -132,19 +132,27 @@ class Compositor:
             self._place(model.contract.framing, plate, feather)
 
     def _place(self, fr, plate: np.ndarray, feather: float) -> None:
+        """The geometry, once. The source video is letterboxed into the output by
+        ``source_to_output`` (the plate is warped by it exactly). The generated crop is
+        resized (fast, per frame) to the nearest whole size and placed at the whole pixel
+        that best matches the same mapping composed with the framing, so a point of the
+        target's video lands within a pixel of where the plate shows it."""
         (ow, oh), (sw, sh) = self.size, fr.source_size
         s = min(ow / sw, oh / sh)
         ox, oy = (ow - sw * s) / 2, (oh - sh * s) / 2
-        self.base = np.zeros((oh, ow, 3), np.uint8)
-        nw, nh = int(round(sw * s)), int(round(sh * s))
-        self.base[int(round(oy)) : int(round(oy)) + nh, int(round(ox)) : int(round(ox)) + nw] = cv2.resize(plate, (nw, nh), interpolation=cv2.INTER_AREA)
-        x, y, cw, ch = fr.crop
-        # The crop's rectangle in output pixels, clipped to the canvas.
-        self.x0, self.y0 = int(round(ox + x * s)), int(round(oy + y * s))
-        self.w, self.h = max(1, int(round(cw * s))), max(1, int(round(ch * s)))
+        self.source_to_output = np.array([[s, 0.0, ox], [0.0, s, oy]])
+        self.source_region = (int(np.floor(ox)), int(np.floor(oy)), int(np.ceil(sw * s)), int(np.ceil(sh * s)))  # (x, y, w, h)
+        self.base = cv2.warpAffine(plate, self.source_to_output, (ow, oh), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        (gw, gh), k = fr.out_size, s / fr.scale  # generated pixels, output pixels per generated pixel
+        left, top = ox + fr.crop[0] * s, oy + fr.crop[1] * s  # where the crop's corner lands, exactly
+        self.w, self.h = max(1, int(round(k * gw))), max(1, int(round(k * gh)))
+        self.kx, self.ky = self.w / gw, self.h / gh  # the resize's own scale
+        # cv2.resize maps output pixel j to input (j + 0.5) / k - 0.5: place it so the crop's centre lands exactly.
+        self.x0 = int(round(left + k * gw / 2 - self.kx * (gw / 2 + 0.5) + 0.5))
+        self.y0 = int(round(top + k * gh / 2 - self.ky * (gh / 2 + 0.5) + 0.5))
         self.cx0, self.cy0 = max(self.x0, 0), max(self.y0, 0)
         self.cx1, self.cy1 = min(self.x0 + self.w, ow), min(self.y0 + self.h, oh)
-        # Feather: 1 inside, falling to 0 over `feather` of the crop size at its edges.
+        # Feather: 1 inside, falling to 0 over `feather` of the crop's size at its edges.
         ramp = max(1, int(feather * min(self.w, self.h)))
         yy = np.minimum(np.arange(self.h), np.arange(self.h)[::-1]) / ramp
         xx = np.minimum(np.arange(self.w), np.arange(self.w)[::-1]) / ramp
@@ -156,6 +164,10 @@ class Compositor:
         # Outside the crop the frame never changes: paint it once, then touch only the crop.
         np.copyto(self.canvas, self.base)
         self._region = np.empty_like(self.base_region)
+
+    def crop_to_output(self, q: np.ndarray) -> np.ndarray:
+        """(N, 2) generated-crop pixels -> where compose puts them in the output frame."""
+        return np.array([self.x0, self.y0]) + np.array([self.kx, self.ky]) * (np.asarray(q) + 0.5) - 0.5
 
     @per_frame
     def compose(self, generated: np.ndarray) -> np.ndarray:
@@ -178,6 +190,7 @@ class FrameResult:
     crop: np.ndarray | None  # the generator's output this frame (engine buffer: copy to keep); None when repeating
     driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     timings: dict[str, float]  # seconds per stage
+    limited: dict[str, float] = field(default_factory=dict)  # head-pose parameters kept within the target's coverage
 
 
 @dataclass
@@ -189,6 +202,7 @@ class Prepared:
     target_px: np.ndarray | None  # the target landmarks (source pixels), None before any face
     sketch: np.ndarray | None  # (h, w, 3) uint8, the generator's input; None: repeat the last output
     timings: dict[str, float]
+    limited: dict[str, float] = field(default_factory=dict)  # see FrameResult
 
 
 class Pipeline:
@@ -223,13 +237,27 @@ class Pipeline:
         """Measure the driver's neutral face again from the next frames."""
         self.calibration.restart()
 
+    def calibrate(self, neutral_px: np.ndarray) -> None:
+        """Take ``neutral_px`` (478, 3 driver pixels) as the driver's neutral face, now."""
+        self.calibration.neutral, self.calibration.ready = np.asarray(neutral_px, np.float64), True
+        self.retargeter = None
+
+    def reset(self) -> None:
+        """Forget the stream so far (smoothing, last output, the no-face state): the next
+        frame starts a new, unrelated stretch of video. The calibration is kept."""
+        self.detector.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+        self.face = FaceState(self.face.hold_s, self.face.ease_s)
+        self._last_px = self._last_target = self._last_output = self._last_sketch = None
+
     def set_gains(self, gains: Gains) -> None:
         self.gains = gains
         self.retargeter = None  # rebuilt with the new gains on the next frame
 
     def _retargeter(self) -> Retargeter:
         if self.retargeter is None:
-            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains)
+            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage)
         return self.retargeter
 
     def neutral_frame(self) -> np.ndarray:
@@ -267,7 +295,8 @@ class Pipeline:
                 sketch = render_sketch(self.contract.framing.apply(target), self.contract.sketch)
         t["sketch"] = clock() - t3
         # A held or skipped frame (no sketch) reports the target it holds.
-        return Prepared(frame, px, target if target is not None else self._last_target, sketch, t)
+        limited = self.retargeter.limited if px is not None and self.retargeter is not None else {}
+        return Prepared(frame, px, target if target is not None else self._last_target, sketch, t, limited)
 
     @per_frame
     def _landmarks(self, frame: Frame, reuse: bool) -> np.ndarray | None:
@@ -293,11 +322,12 @@ class Pipeline:
         if p.sketch is None:  # held (no face yet back) or skipped by the degrader: repeat the last output
             t.update(inference=0.0, compose=0.0)
             image = self._last_output if self._last_output is not None else self.compositor.canvas
-            return FrameResult(image, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t)
+            return FrameResult(image, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t, p.limited)
         t4 = clock()
         generated = self.engine.infer(p.sketch)
         t5 = clock()
         t["inference"] = t5 - t4
         self._last_output, self._last_sketch = self.compositor.compose(generated), p.sketch
         t["compose"] = clock() - t5
-        return FrameResult(self._last_output, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t)
+        return FrameResult(self._last_output, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t,
+                           p.limited)

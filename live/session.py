@@ -146,12 +146,8 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
         cv2.setNumThreads(lv.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
     fan = FanOut(sinks, log)
     stack.callback(fan.close)
-    engine = create_engine(model, lv.engine, log=log, cpu_threads=lv.cpu_threads)
-    stack.callback(engine.close)
-    detector = stack.enter_context(FaceMeshDetector(tracking=True, min_detection_confidence=settings.landmarks.min_detection_confidence,
-                                                    min_presence=settings.landmarks.min_presence))
-    pipeline = Pipeline(model, engine, detector, live=lv, landmarks=settings.landmarks, out_size=(out.width, out.height),
-                        clock=time.perf_counter)
+    pipeline = open_pipeline(stack, model, lv, settings.landmarks, (out.width, out.height), log)
+    engine = pipeline.engine
     output = OutputStage((out.width, out.height), badge=make_badge(out, log), watermark=make_watermark(model, out, log),
                          mode=run.mode, clock=time.perf_counter)
     audio = _start_audio(settings.audio, log) if settings.audio.enabled else None
@@ -174,6 +170,17 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, budget {lv.budget_ms:g} ms; "
         "keys in the window: " + ", ".join(f"{k} {v}" for k, v in KEYS.items()))
     return loop, controls, audio
+
+
+def open_pipeline(stack: contextlib.ExitStack, model: ModelDir, live: LiveConfig, landmarks: LandmarksConfig,
+                  out_size: tuple[int, int], log: Callable[[str], None]) -> Pipeline:
+    """The model's engine, a Face Mesh detector and the pipeline over them, both
+    registered with ``stack`` to be closed."""
+    engine = create_engine(model, live.engine, log=log, cpu_threads=live.cpu_threads)
+    stack.callback(engine.close)
+    detector = stack.enter_context(FaceMeshDetector(tracking=True, min_detection_confidence=landmarks.min_detection_confidence,
+                                                    min_presence=landmarks.min_presence))
+    return Pipeline(model, engine, detector, live=live, landmarks=landmarks, out_size=out_size, clock=time.perf_counter)
 
 
 def _observer(model: ModelDir, fidelity_every: int, kept: list, observer: Callable | None) -> Callable | None:

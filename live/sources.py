@@ -164,8 +164,9 @@ class PuppetSource(_Base):
     Deterministic for a given seed, so tests can know the truth (``points(i)``)."""
 
     def __init__(self, *, seed: int = 1, shape: FaceShape = TARGET_SHAPE, size: tuple[int, int] = (512, 512),
-                 fps: float = 30.0, frames: int | None = None, realtime: bool = False, drift: float = 0.06) -> None:
-        self.script = PuppetScript(seed, shape, size, fps, drift)
+                 fps: float = 30.0, frames: int | None = None, realtime: bool = False, drift: float = 0.06,
+                 turn: float = 1.0) -> None:
+        self.script = PuppetScript(seed, shape, size, fps, drift, turn)
         self.size, self.fps, self.frames, self.realtime = size, fps, frames, realtime
         self._index = 0
         self._t0: float | None = None

@@ -24,6 +24,7 @@ import numpy as np
 
 from models.files import atomic_write_text, confined, read_record, sha256_file
 from models.framing import Framing
+from models.retarget import Coverage
 from models.sketch import SketchSpec
 from models.errors import ModelError
 
@@ -38,15 +39,21 @@ class ArtifactError(ModelError):
 
 @dataclass(frozen=True)
 class Contract:
-    """What the generator's input means: live must reproduce it exactly."""
+    """What the generator's input means: live must reproduce it exactly. ``coverage``
+    (what the target's clip shows: gaze and head-pose ranges) tells live what the
+    generator can draw; models made before it have None."""
 
     framing: Framing
     sketch: SketchSpec
     neutral_px: np.ndarray  # (478, 3) float32, target source-video pixels
+    coverage: Coverage | None = None
 
     def to_dict(self) -> dict:
-        return {"framing": self.framing.to_dict(), "sketch_spec": self.sketch.to_dict(), "sketch_hash": self.sketch.hash,
-                "neutral_px": np.round(np.asarray(self.neutral_px, dtype=np.float64), 3).tolist()}
+        d = {"framing": self.framing.to_dict(), "sketch_spec": self.sketch.to_dict(), "sketch_hash": self.sketch.hash,
+             "neutral_px": np.round(np.asarray(self.neutral_px, dtype=np.float64), 3).tolist()}
+        if self.coverage is not None:
+            d["coverage"] = self.coverage.to_dict()
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "Contract":
@@ -75,7 +82,11 @@ class Contract:
             raise ArtifactError(f"target neutral must be 478x3 finite points, got shape {neutral.shape}")
         if (spec.width, spec.height) != tuple(framing.out_size):
             raise ArtifactError(f"sketch size {spec.width}x{spec.height} differs from the framing's {framing.out_size}")
-        return Contract(framing, spec, neutral)
+        try:
+            coverage = Coverage.from_dict(d.get("coverage"))
+        except ValueError as e:
+            raise ArtifactError(str(e)) from None
+        return Contract(framing, spec, neutral, coverage)
 
     def require_same(self, other: "Contract", what: str = "model") -> None:
         """Raise ArtifactError naming each part of the contract that differs."""

@@ -123,3 +123,59 @@ def head_pose(px: np.ndarray, reference: np.ndarray) -> tuple[float, float, floa
     face (both (478, 3) pixels), fitted on the stable points."""
     sim = fit_similarity(reference[T.STABLE_POINTS], px[T.STABLE_POINTS])
     return rotation_angles(sim.rotation)
+
+
+# ---------------------------------------------------------------- what a viewer reads off a face
+# The signals `reenact eval` compares between driver and output, each over frames:
+# (F, 478, 3) pixel landmarks in, (F,) numbers out. Lengths are normalised by the face's
+# own size, so faces of any size and two different people compare.
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+
+
+def face_axis(faces: np.ndarray) -> np.ndarray:
+    """(F, 2) unit vectors along the face's horizontal: from landmark 33 to landmark 263."""
+    return _unit(faces[:, T.LEFT_EYE_OUTER, :2] - faces[:, T.RIGHT_EYE_OUTER, :2])
+
+
+def eye_gaze(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) horizontal iris offsets, each (F,): the iris centre's offset from
+    its eye's centre (the corners' midpoint), in eye widths, along the face's
+    horizontal axis. Iris 468 belongs to the eye at 33/133, iris 473 to 362/263."""
+    u = face_axis(faces)
+    out = []
+    for iris, a, b in ((T.RIGHT_IRIS_CENTER, T.RIGHT_EYE_OUTER, T.RIGHT_EYE_INNER),
+                       (T.LEFT_IRIS_CENTER, T.LEFT_EYE_INNER, T.LEFT_EYE_OUTER)):
+        centre = (faces[:, a, :2] + faces[:, b, :2]) / 2
+        width = np.linalg.norm(faces[:, b, :2] - faces[:, a, :2], axis=1)
+        out.append(np.einsum("fi,fi->f", faces[:, iris, :2] - centre, u) / np.maximum(width, 1e-9))
+    return out[0], out[1]
+
+
+def viewer_signals(faces: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame signals of (F, 478, 3) pixel faces:
+
+    * ``mouth``: inner-lip gap / inter-ocular distance (IOD);
+    * ``eyes``: eyelid gap / eye width, mean of both eyes;
+    * ``brows``: brow-to-upper-lid distance / IOD, mean of both;
+    * ``yaw``: the nose tip's offset from the eyes' midpoint along the face's horizontal / IOD;
+    * ``gaze``: mean horizontal iris offset of both eyes (``eye_gaze``);
+    * ``vergence``: right eye's offset minus the left's; positive means crossed;
+    * ``shape``: face-oval width (234-454) over height (10-152).
+    """
+    faces = np.asarray(faces, dtype=np.float64)
+    xy = faces[..., :2]
+
+    def dist(a, b):
+        return np.linalg.norm(xy[:, a] - xy[:, b], axis=1)
+
+    right_c, left_c = (xy[:, T.RIGHT_EYE_OUTER] + xy[:, T.RIGHT_EYE_INNER]) / 2, (xy[:, T.LEFT_EYE_INNER] + xy[:, T.LEFT_EYE_OUTER]) / 2
+    iod = np.maximum(np.linalg.norm(left_c - right_c, axis=1), 1e-9)
+    eyes = (dist(T.RIGHT_EYE_TOP, T.RIGHT_EYE_BOTTOM) / np.maximum(dist(T.RIGHT_EYE_OUTER, T.RIGHT_EYE_INNER), 1e-9)
+            + dist(T.LEFT_EYE_TOP, T.LEFT_EYE_BOTTOM) / np.maximum(dist(T.LEFT_EYE_INNER, T.LEFT_EYE_OUTER), 1e-9)) / 2
+    brows = (dist(T.RIGHT_BROW_MID, T.RIGHT_EYE_TOP) + dist(T.LEFT_BROW_MID, T.LEFT_EYE_TOP)) / (2 * iod)
+    yaw = np.einsum("fi,fi->f", xy[:, T.NOSE_TIP] - (right_c + left_c) / 2, face_axis(faces)) / iod
+    gr, gl = eye_gaze(faces)
+    return {"mouth": dist(T.UPPER_LIP_INNER, T.LOWER_LIP_INNER) / iod, "eyes": eyes, "brows": brows, "yaw": yaw,
+            "gaze": (gr + gl) / 2, "vergence": gr - gl, "shape": dist(234, 454) / np.maximum(dist(10, 152), 1e-9)}

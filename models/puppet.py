@@ -185,10 +185,11 @@ TARGET_SHAPE = FaceShape(width=1.0, height=1.0, skin=(150, 180, 225), background
 DRIVER_SHAPE = FaceShape(width=1.18, height=0.9, skin=(120, 150, 190), background=(40, 70, 40))
 
 
-def puppet_pose_at(t: float, seed: int, *, rest_seconds: float = 1.0) -> PuppetPose:
+def puppet_pose_at(t: float, seed: int, *, rest_seconds: float = 1.0, turn: float = 1.0) -> PuppetPose:
     """The puppet's scripted expression at time ``t`` (seconds): the first
     ``rest_seconds`` at rest (a neutral to calibrate on), then smooth, seeded motion
-    with blinks every few seconds."""
+    with blinks every few seconds. ``turn`` scales the head's motion (1: yaw up to 18°,
+    pitch 8°, roll 6°)."""
     rng = np.random.default_rng(seed)
     f = rng.uniform(0.15, 0.5, size=7)  # Hz
     ph = rng.uniform(0, 2 * math.pi, size=7)
@@ -205,9 +206,9 @@ def puppet_pose_at(t: float, seed: int, *, rest_seconds: float = 1.0) -> PuppetP
         smile=ramp * 0.8 * max(0.0, wave(1)),
         blink=min(1.0, blink * 1.2),
         brow=ramp * 0.7 * max(0.0, wave(2)) ** 2,
-        yaw=ramp * 18 * wave(3),
-        pitch=ramp * 8 * wave(4),
-        roll=ramp * 6 * wave(5),
+        yaw=turn * ramp * 18 * wave(3),
+        pitch=turn * ramp * 8 * wave(4),
+        roll=turn * ramp * 6 * wave(5),
     )
 
 
@@ -221,9 +222,10 @@ class PuppetScript:
     size: tuple[int, int] = (512, 512)
     fps: float = 30.0
     drift: float = 0.06
+    turn: float = 1.0  # head motion scale (see puppet_pose_at)
 
     def pose(self, index: int) -> PuppetPose:
-        return puppet_pose_at(index / self.fps, self.seed)
+        return puppet_pose_at(index / self.fps, self.seed, turn=self.turn)
 
     def points(self, index: int) -> np.ndarray:
         """(478, 3) float64 pixel landmarks of frame ``index``: the truth it renders."""

@@ -1,5 +1,5 @@
 """Retargeting: move the target's face the way the driver's face moves, while the
-target keeps its own face shape.
+target keeps its own face shape and stays within what its own clip shows.
 
 Each person gets a *canonical frame*: their neutral face's pose is removed by a
 similarity fit of the bundled frontal face onto it (stable points only), and lengths
@@ -11,23 +11,38 @@ are measured in that person's inter-ocular distance (IOD). Then, per driver fram
    by the user's gains, and by the ratio of the two faces' own feature sizes where a
    delta is naturally relative to the feature (eyelid travel to eye height, mouth
    corner travel to mouth width), so a blink closes the target's eye exactly.
-3. Target = target neutral + expression, in target IODs; apply ``P`` around the
-   target's neutral; map out of the target's canonical frame into its image.
+3. Target = target neutral + expression, in target IODs.
+4. Gaze is not an offset: each iris is placed at the driver's *normalised* position
+   inside the eye (eye widths from the eye's centre), clamped to the range the target's
+   clip shows outside its crossed-eye stretches (``Coverage.gaze``). So a target whose
+   clip or neutral has crossed eyes still looks where the driver looks.
+5. Apply ``P`` around the target's neutral, each of its parameters (yaw, pitch, roll,
+   shift, scale) softly limited to what the target's clip covers (``Coverage.pose``):
+   the generator never has to draw a head pose it has not seen. ``limited`` says by
+   how much the last frame exceeded them.
+6. Map out of the target's canonical frame into its image.
 
-So a driver at rest yields exactly the target's neutral, and features keep their
-IOD-relative size: a driver's mouth open by 0.4 IOD opens the target's by 0.4 of the
-target's IOD, whatever the two faces' shapes.
+So a driver at rest yields exactly the target's neutral (up to its gaze), and features
+keep their IOD-relative size: a driver's mouth open by 0.4 IOD opens the target's by
+0.4 of the target's IOD, whatever the two faces' shapes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from models import topology as T
 from models.faces import base_face
-from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles, rotation_from_angles
+from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles, rotation_from_angles, viewer_signals
 from models.hotpath import per_frame
+
+# (iris centre, its ring of 4 points, eye corner on the image's left, on its right)
+EYES = {"right": (T.RIGHT_IRIS_CENTER, slice(469, 473), T.RIGHT_EYE_OUTER, T.RIGHT_EYE_INNER),
+        "left": (T.LEFT_IRIS_CENTER, slice(474, 478), T.LEFT_EYE_INNER, T.LEFT_EYE_OUTER)}
+POSE_KEYS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
+CROSSED = 0.1  # vergence (eye widths) above which a frame counts as crossed-eyed
+GAZE_DEFAULT = ((-0.22, 0.22), (-0.12, 0.12))  # iris range (x, y) when a model records none
 
 
 class CanonicalFrame:
@@ -70,6 +85,107 @@ class Gains:
         return g
 
 
+# ---------------------------------------------------------------- the eye's own frame
+
+def eye_frame(pts: np.ndarray, eye: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(centre (2,), horizontal unit (2,), vertical unit (2,), width) of one eye of a
+    (478, 3) face: the corners' midpoint, the face's horizontal (33 -> 263), its
+    perpendicular (image down), and the corner-to-corner width."""
+    _, _, a, b = EYES[eye]
+    u = pts[T.LEFT_EYE_OUTER, :2] - pts[T.RIGHT_EYE_OUTER, :2]
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    v = np.array([-u[1], u[0]])
+    return (pts[a, :2] + pts[b, :2]) / 2, u, v, float(np.linalg.norm(pts[b, :2] - pts[a, :2]))
+
+
+def iris_position(pts: np.ndarray, eye: str) -> np.ndarray:
+    """(x, y): the iris centre's position in its eye, in eye widths from the eye's
+    centre, along the face's horizontal and vertical."""
+    c, u, v, w = eye_frame(pts, eye)
+    d = pts[EYES[eye][0], :2] - c
+    return np.array([d @ u, d @ v]) / max(w, 1e-9)
+
+
+def place_iris(pts: np.ndarray, eye: str, position: np.ndarray, ring: np.ndarray) -> None:
+    """Move one eye's iris (centre and ring, in place) to ``position`` (``iris_position``
+    units) in the eye of ``pts``; ``ring`` is the ring's (4, 3) offsets from the centre."""
+    centre_i, ring_i, _, _ = EYES[eye]
+    c, u, v, w = eye_frame(pts, eye)
+    pts[centre_i, :2] = c + (position[0] * u + position[1] * v) * w
+    pts[ring_i] = pts[centre_i] + ring
+
+
+# ---------------------------------------------------------------- what the target's clip covers
+
+def soft_limit(x: float, lo: float, hi: float, knee: float) -> float:
+    """``x`` itself inside [lo, hi]; beyond, eased so that it never goes more than
+    ``knee`` past the bound (and moves smoothly there, with no kink at the bound)."""
+    if x > hi:
+        return hi + knee * float(np.tanh((x - hi) / knee))
+    if x < lo:
+        return lo - knee * float(np.tanh((lo - x) / knee))
+    return x
+
+
+def pose_parameters(sim: Similarity) -> dict[str, float]:
+    yaw, pitch, roll = rotation_angles(sim.rotation)
+    return {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": float(sim.translation[0]), "ty": float(sim.translation[1]),
+            "scale": float(np.log(sim.scale))}
+
+
+def pose_from_parameters(p: dict[str, float], tz: float) -> Similarity:
+    return Similarity(float(np.exp(p["scale"])), rotation_from_angles(p["yaw"], p["pitch"], p["roll"]), np.array([p["tx"], p["ty"], tz]))
+
+
+KNEES = {"yaw": 1.5, "pitch": 1.5, "roll": 1.5, "tx": 0.03, "ty": 0.03, "scale": 0.02}  # how far past a limit a pose may ease
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the target's own clip shows, so what its generator can draw: the range of
+    each iris's position in its eye (frames that are not crossed-eyed), and of the head
+    pose relative to the target's neutral (degrees; shift in IODs; log scale)."""
+
+    gaze: dict = field(default_factory=dict)  # eye -> ((x lo, x hi), (y lo, y hi))
+    pose: dict = field(default_factory=dict)  # POSE_KEYS -> (lo, hi)
+
+    def to_dict(self) -> dict:
+        return {"gaze": {e: [list(map(float, r)) for r in xy] for e, xy in self.gaze.items()},
+                "pose": {k: [float(lo), float(hi)] for k, (lo, hi) in self.pose.items()}}
+
+    @staticmethod
+    def from_dict(d: dict | None) -> "Coverage | None":
+        """From a record (None when the record has none: a model made before coverage)."""
+        if not d:
+            return None
+        try:
+            gaze = {e: tuple(tuple(float(v) for v in d["gaze"][e][i]) for i in range(2)) for e in EYES}
+            pose = {k: tuple(float(v) for v in d["pose"][k]) for k in POSE_KEYS}
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"coverage record is malformed ({e})") from None
+        return Coverage(gaze, pose)
+
+
+def measure_coverage(faces_px: np.ndarray, neutral_px: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> Coverage:
+    """The target's coverage from its clip's faces (F, 478, 3) pixels and its neutral:
+    ``low``/``high`` percentiles, so a few odd frames do not widen it."""
+    faces = np.asarray(faces_px, dtype=np.float64)
+    frame = CanonicalFrame(neutral_px)
+    straight = faces[viewer_signals(faces)["vergence"] <= CROSSED]
+    gaze_faces = straight if len(straight) >= 10 else faces
+    gaze = {}
+    for eye in EYES:
+        xy = np.array([iris_position(f, eye) for f in gaze_faces])
+        gaze[eye] = tuple(tuple(np.percentile(xy[:, i], [low, high])) for i in range(2))
+    params = [pose_parameters(fit_similarity(frame.neutral[T.STABLE_POINTS], frame.to_canonical(f)[T.STABLE_POINTS])) for f in faces]
+    # The neutral itself (0) is always inside: a driver at rest must give the target at rest.
+    pose = {k: (min(float(np.percentile([p[k] for p in params], low)), 0.0), max(float(np.percentile([p[k] for p in params], high)), 0.0))
+            for k in POSE_KEYS}
+    return Coverage(gaze, pose)
+
+
+# ---------------------------------------------------------------- the retargeter
+
 def _scale_similarity(sim: Similarity, amount: float) -> Similarity:
     """Interpolate a similarity between identity (0) and itself (1)."""
     if amount == 1.0:
@@ -92,34 +208,55 @@ def _feature_ratios(target: np.ndarray, driver: np.ndarray) -> np.ndarray:
 
 class Retargeter:
     """Maps driver landmarks (pixels of the driver's image) to target landmarks
-    (pixels of the target's source video), given both neutral faces.
+    (pixels of the target's source video), given both neutral faces and, when known,
+    what the target's clip covers.
 
-    ``retarget(driver_px)``: (478, 3) float -> (478, 3) float32.
+    ``retarget(driver_px)``: (478, 3) float -> (478, 3) float32. After each call,
+    ``limited`` maps each pose parameter the driver took beyond the target's coverage
+    to how far beyond it went (empty when within).
     """
 
-    def __init__(self, target_neutral_px: np.ndarray, driver_neutral_px: np.ndarray, gains: Gains = Gains()) -> None:
+    def __init__(self, target_neutral_px: np.ndarray, driver_neutral_px: np.ndarray, gains: Gains = Gains(),
+                 coverage: Coverage | None = None) -> None:
         self.target = CanonicalFrame(target_neutral_px)
         self.driver = CanonicalFrame(driver_neutral_px)
-        self.gains = gains
+        self.gains, self.coverage = gains, coverage
         self._g = gains.per_point() * _feature_ratios(self.target.neutral, self.driver.neutral)
+        n = self.target.neutral
+        self._rings = {eye: n[EYES[eye][1]] - n[EYES[eye][0]] for eye in EYES}
+        self._gaze = coverage.gaze if coverage is not None else {eye: GAZE_DEFAULT for eye in EYES}
+        self.limited: dict[str, float] = {}
 
     @per_frame
     def retarget(self, driver_px: np.ndarray) -> np.ndarray:
         d = self.driver.to_canonical(driver_px)
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
-        expr = pose.invert(d) - self.driver.neutral
-        target = self.target.neutral + self._g * expr
-        target = _scale_similarity(pose, self.gains.head_motion).apply(target)
+        free = pose.invert(d)
+        target = self.target.neutral + self._g * (free - self.driver.neutral)
+        for eye, ((xlo, xhi), (ylo, yhi)) in self._gaze.items():
+            x, y = iris_position(free, eye)
+            place_iris(target, eye, np.array([np.clip(x, xlo, xhi), np.clip(y, ylo, yhi)]), self._rings[eye])
+        target = self._limit(_scale_similarity(pose, self.gains.head_motion)).apply(target)
         return self.target.to_pixels(target).astype(np.float32)
+
+    def _limit(self, pose: Similarity) -> Similarity:
+        """The pose with each parameter softly kept within the target's coverage."""
+        if self.coverage is None:
+            return pose
+        wanted = pose_parameters(pose)
+        kept = {k: soft_limit(v, *self.coverage.pose[k], KNEES[k]) for k, v in wanted.items()}
+        self.limited = {k: wanted[k] - kept[k] for k in POSE_KEYS if abs(wanted[k] - kept[k]) > KNEES[k] / 2}
+        return pose_from_parameters(kept, float(pose.translation[2]))
 
 
 def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3) -> np.ndarray:
     """A person's neutral face from many frames of them, (F, 478, 3) pixels.
 
     Picks the frames nearest to rest (mouth closed; eyes, brows, mouth width and
-    head pose at their typical closed-mouth values), aligns them to the most typical one on
-    the stable points and takes the per-point median, placed where that frame was.
-    ``keep`` is the fraction of frames used. Returns (478, 3) float32 pixels.
+    head pose at their typical closed-mouth values; eyes looking ahead, not crossed),
+    aligns them to the most typical one on the stable points and takes the per-point
+    median, placed where that frame was. ``keep`` is the fraction of frames used.
+    Returns (478, 3) float32 pixels.
     """
     faces = np.asarray(faces_px, dtype=np.float64)
     if faces.ndim != 3 or faces.shape[1:] != (T.NUM_LANDMARKS, 3) or len(faces) == 0:
@@ -142,9 +279,20 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3) -> np.ndarray:
     spread = np.maximum(np.percentile(feats, 90, axis=0) - np.percentile(feats, 10, axis=0), floor)
     dev = np.abs(feats - rest) / spread
     dev[:, 0] = feats[:, 0] / spread[0]  # mouth openness counts from zero
-    score = dev.sum(axis=1)
+    # A resting face looks ahead: crossed eyes and a sideways gaze count against a frame,
+    # absolutely, not relative to the clip (a clip can be crossed-eyed most of the time).
+    # Mildly: the irises are placed from looking-ahead frames below anyway.
+    sig = viewer_signals(faces)
+    score = dev.sum(axis=1) + np.maximum(sig["vergence"] - 0.05, 0) / 0.1 + np.abs(sig["gaze"]) / 0.15
     n = max(1, int(round(len(faces) * keep)))
     chosen = np.argsort(score)[:n]
     anchor = faces[chosen[0]]
     aligned = [fit_similarity(f[T.STABLE_POINTS], anchor[T.STABLE_POINTS]).apply(f) for f in faces[chosen]]
-    return np.median(np.stack(aligned), axis=0).astype(np.float32)
+    neutral = np.median(np.stack(aligned), axis=0)
+    # A per-point median of irises mixes gazes: place each iris at the median position
+    # (inside its eye) of the chosen frames that look ahead.
+    straight = [f for f, v in zip(faces[chosen], sig["vergence"][chosen]) if v <= CROSSED] or list(faces[chosen])
+    for eye in EYES:
+        ring = neutral[EYES[eye][1]] - neutral[EYES[eye][0]]
+        place_iris(neutral, eye, np.median([iris_position(f, eye) for f in straight], axis=0), ring)
+    return neutral.astype(np.float32)

@@ -9,7 +9,11 @@ import pytest
 from models.puppet import FaceShape, PuppetPose, place, puppet_points
 from models import topology as T
 from models.geometry import expression, head_pose, interocular
-from models.retarget import Gains, Retargeter, estimate_neutral
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.geometry import viewer_signals
+from models.retarget import EYES, Coverage, Gains, Retargeter, estimate_neutral, iris_position, place_iris, soft_limit
 from tests.conftest import DRIVER_CLIPS, TARGET_CLIP, read_landmarks
 
 TARGET = FaceShape(1.0, 1.0)
@@ -27,12 +31,73 @@ def proportions(px: np.ndarray) -> tuple[float, float]:
     return float(np.linalg.norm(px[234, :2] - px[454, :2]) / iod), float(np.linalg.norm(px[10, :2] - px[152, :2]) / iod)
 
 
+IRISES = np.r_[468:478]
+
+
 @pytest.mark.parametrize("driver_shape", [TARGET, WIDE, LONG])
 def test_a_neutral_driver_gives_exactly_the_target_neutral(driver_shape):
+    """Exactly the target's neutral, but for the gaze: each iris sits where the
+    driver's sits in its own eye (in eye widths), not where the target's neutral had it."""
     tn = face(iod=120, centre=(300, 200))
     dn = face(shape=driver_shape, iod=80, centre=(250, 260))
-    r = Retargeter(tn, dn)
-    assert np.abs(r.retarget(dn) - tn).max() < 1e-3
+    out = Retargeter(tn, dn).retarget(dn)
+    rest = np.setdiff1d(np.arange(478), IRISES)
+    assert np.abs(out[rest] - tn[rest]).max() < 1e-3
+    for eye in EYES:
+        assert iris_position(out, eye) == pytest.approx(iris_position(dn, eye), abs=0.01)  # 1 % of an eye width
+
+
+def look(px: np.ndarray, right: float, left: float) -> np.ndarray:
+    """The face with each iris moved to a horizontal position in its eye (eye widths)."""
+    out = np.array(px, dtype=np.float64)
+    for eye, x in (("right", right), ("left", left)):
+        centre, ring = EYES[eye][0], EYES[eye][1]
+        place_iris(out, eye, np.array([x, iris_position(out, eye)[1]]), out[ring] - out[centre])
+    return out
+
+
+@pytest.mark.parametrize("gaze", [-0.15, 0.0, 0.12])
+def test_gaze_follows_the_driver_even_onto_a_crossed_eyed_target(gaze):
+    crossed = look(face(iod=120), 0.18, -0.18)  # a target whose neutral looks cross-eyed
+    dn = face(shape=WIDE, iod=80)
+    out = Retargeter(crossed, dn).retarget(look(dn, gaze, gaze))
+    s = viewer_signals(out[None])
+    assert s["gaze"][0] == pytest.approx(gaze, abs=0.01) and abs(s["vergence"][0]) < 0.01
+
+
+def test_gaze_is_kept_within_what_the_target_shows():
+    cover = Coverage(gaze={"right": ((-0.1, 0.1), (-0.1, 0.1)), "left": ((-0.1, 0.1), (-0.1, 0.1))},
+                     pose={k: (-1e9, 1e9) for k in ("yaw", "pitch", "roll", "tx", "ty", "scale")})
+    dn = face(shape=WIDE, iod=80)
+    out = Retargeter(face(iod=120), dn, coverage=cover).retarget(look(dn, 0.3, 0.3))  # far to one side
+    assert viewer_signals(out[None])["gaze"][0] == pytest.approx(0.1, abs=0.01)
+
+
+@given(st.floats(-50, 50), st.floats(-30, 30), st.floats(0.0, 10), st.floats(0.1, 3))
+def test_soft_limit_keeps_the_inside_and_never_goes_a_knee_past_the_bounds(x, lo, width, knee):
+    hi = lo + width
+    y = soft_limit(x, lo, hi, knee)
+    assert lo - knee <= y <= hi + knee
+    if lo <= x <= hi:
+        assert y == x
+    assert soft_limit(x + 0.1, lo, hi, knee) >= y - 1e-9  # monotonic: more turn never gives less
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-40, 40))
+def test_head_turn_is_kept_within_the_targets_range(yaw):
+    lo, hi = -6.0, 8.0
+    cover = Coverage(gaze={e: ((-0.3, 0.3), (-0.3, 0.3)) for e in EYES},
+                     pose={"yaw": (lo, hi), "pitch": (-30, 30), "roll": (-30, 30), "tx": (-9, 9), "ty": (-9, 9), "scale": (-1, 1)})
+    tn, dn = face(iod=120, centre=(300, 200)), face(shape=WIDE, iod=80)
+    r = Retargeter(tn, dn, coverage=cover)
+    out_yaw = head_pose(r.retarget(face(PuppetPose(yaw=yaw), WIDE, iod=80)), tn)[0]
+    want = head_pose(face(PuppetPose(yaw=min(max(yaw, lo), hi)), TARGET, iod=120, centre=(300, 200)), tn)[0]
+    assert out_yaw == pytest.approx(want, abs=2.0)  # min(driver yaw, the limit) ± 2°
+    if lo + 1 < yaw < hi - 1:
+        assert not r.limited
+    elif not lo - 3 <= yaw <= hi + 3:
+        assert "yaw" in r.limited  # reported, for the log and the overlay
 
 
 @pytest.mark.parametrize("driver_shape", [WIDE, LONG])

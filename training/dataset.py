@@ -36,7 +36,7 @@ from models.files import confined, read_record, sha256_file
 from models.video import frames, open_video
 
 MANIFEST_VERSION = 1
-BUILDER_VERSION = 2  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png)
+BUILDER_VERSION = 3  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png; 3: a neutral that looks ahead)
 DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
 
 

@@ -37,10 +37,11 @@ from models.files import atomic_path, atomic_write_text, make_dir, sha256_file
 from models.framing import Framing, output_size
 from models.patchgan import MultiScaleDiscriminator
 from models.pixels import tensor_to_images
+from models.retarget import measure_coverage
 from models.sketch import SketchSpec
 from models.unet import UNetGenerator, architecture, count_parameters, from_architecture
 from training.data import Augment, PairSet
-from training.dataset import load_manifest
+from training.dataset import load_landmarks, load_manifest
 from training.metrics import image_metrics
 
 
@@ -419,7 +420,7 @@ def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfi
         make_dir(out, error=TrainError, what="the model")  # before any slow work: an unwritable --out fails at once
     ckpt = _checkpoint_for(out, manifest, resume)
     arch = model if ckpt is None else _checkpoint_arch(ckpt, out)
-    contract = dataset_contract(manifest, ModelConfig(size=model.size if ckpt is None else ckpt["size"], depth=arch.depth))
+    contract = dataset_contract(dataset_dir, manifest, ModelConfig(size=model.size if ckpt is None else ckpt["size"], depth=arch.depth))
     if ckpt is not None:
         contract.require_same(Contract.from_dict(ckpt["contract"]), "checkpoint")
     augment = Augment() if cfg.augment else None
@@ -439,17 +440,20 @@ def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfi
     return run
 
 
-def dataset_contract(manifest: dict, model: ModelConfig) -> Contract:
+def dataset_contract(dataset_dir: str | Path, manifest: dict, model: ModelConfig) -> Contract:
     """The contract of a dataset at a model's resolution: its framing and sketch spec
-    resized to ``model.size`` (a multiple of 2**depth), and its target neutral."""
-    spec = model_spec(manifest, model, model.depth)
+    resized to ``model.size`` (a multiple of 2**depth), its target neutral, and what its
+    clip covers (gaze and head pose, measured from its landmarks)."""
     from training.data import model_framing
 
+    spec = model_spec(manifest, model, model.depth)
     try:
         framing = model_framing(Framing.from_dict(manifest["framing"]), (spec.width, spec.height))
+        neutral = np.asarray(manifest["neutral_px"], np.float32)
+        coverage = measure_coverage(load_landmarks(Path(dataset_dir), len(manifest["samples"])), neutral)
     except ValueError as e:
-        raise DatasetError(f"the dataset's framing is damaged: {e}") from None
-    return Contract(framing, spec, np.asarray(manifest["neutral_px"], np.float32))
+        raise DatasetError(f"the dataset at {str(dataset_dir)!r} is damaged: {e}") from None
+    return Contract(framing, spec, neutral, coverage)
 
 
 def _checkpoint_for(out: Path, manifest: dict, resume: bool) -> dict | None:
