@@ -34,7 +34,7 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from live import commands as live_commands
-    from reenact import demo
+    from reenact import demo, eval as evaluation
     from training import commands as training_commands
 
     common = argparse.ArgumentParser(add_help=False)
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.register(sub, common)
     live_commands.register(sub, common)
     demo.register(sub, common)
+    evaluation.register(sub, common)
     c = sub.add_parser("config", parents=[common], help="print the effective settings")
     c.set_defaults(func=cmd_config)
     return p
