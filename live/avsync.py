@@ -129,6 +129,35 @@ def mouth_signal(points: list) -> np.ndarray:
     return np.interp(idx, idx[ok], vals[ok])
 
 
+def clip_mouth(source: str | Path) -> np.ndarray:
+    """The mouth signal of every frame of a clip (Face Mesh in tracking mode): the
+    clip's own mouth, to measure its natural mouth-to-voice lag from, whatever the live
+    run later drops or repeats."""
+    from models.landmarks import FaceMeshDetector
+    from models.video import frames
+
+    with FaceMeshDetector(tracking=True) as det:
+        return mouth_signal([None if (lm := det.detect(img)) is None else lm.pixels() for img in frames(source)])
+
+
+def output_mouth(crops: list) -> np.ndarray:
+    """The mouth signal of what left, one generated face per output frame (None: the
+    last one was repeated)."""
+    from models.landmarks import FaceMeshDetector
+
+    pts, last = [], None
+    with FaceMeshDetector(tracking=False) as det:
+        for crop in crops:
+            last = crop if crop is not None else last
+            face = last
+            # Face Mesh finds small faces poorly: look at small crops at 256 px (the mouth ratio is scale-free).
+            if face is not None and face.shape[0] < 256:
+                face = cv2.resize(face, (256 * face.shape[1] // face.shape[0], 256), interpolation=cv2.INTER_CUBIC)
+            lm = det.detect(face) if face is not None else None
+            pts.append(None if lm is None else lm.pixels())
+    return mouth_signal(pts)
+
+
 def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) -> dict:
     """Run the clip through live at real-time pace and measure the A/V offset.
     ``settings``: the session's ``LiveSettings``."""
@@ -137,7 +166,6 @@ def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) 
     from live.session import RunOptions, SourceChoice, open_source, run_session
     from live.sinks import NullSink
     from models.config import CaptureConfig
-    from models.landmarks import FaceMeshDetector
 
     audio = read_audio(source)
     if np.percentile(envelope(audio, RATE)[1], 95) < -60:
@@ -147,34 +175,18 @@ def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) 
     rows: list = []
 
     def observe(frame, result) -> None:
-        rows.append((frame.index, frame.t_capture, time.monotonic(), None if result.crop is None else result.crop.copy(),
-                     None if result.driver_px is None else result.driver_px.copy()))
+        rows.append((frame.index, frame.t_capture, time.monotonic(), None if result.crop is None else result.crop.copy()))
 
     report = run_session(model_dir, src, [NullSink()], settings, RunOptions(threaded=True), log=log, observer=observe)
-    index = np.array([r[0] for r in rows])
-    t_cap = np.array([r[1] for r in rows])
-    t_sent = np.array([r[2] for r in rows])
+    index, t_cap, t_sent = (np.array([r[k] for r in rows]) for k in range(3))
     t0 = float(np.median(t_cap - index / fps))  # wall time of the clip's start
-    with FaceMeshDetector(tracking=False) as det:
-        out_pts = []
-        last = None
-        for r in rows:
-            crop = r[3] if r[3] is not None else last
-            last = crop
-            # Face Mesh finds small faces poorly: look at small crops at 256 px (the mouth ratio is scale-free).
-            if crop is not None and crop.shape[0] < 256:
-                crop = cv2.resize(crop, (256 * crop.shape[1] // crop.shape[0], 256), interpolation=cv2.INTER_CUBIC)
-            lm = det.detect(crop) if crop is not None else None
-            out_pts.append(None if lm is None else lm.pixels())
-    mouth_out = mouth_signal(out_pts)
-    mouth_in = mouth_signal([r[4] for r in rows])
+    mouth_in = clip_mouth(source)
     latencies = t_sent - t_cap
     delayed, delays = delayed_audio(audio, RATE, index / fps, latencies, max_delay_s=settings.audio.max_delay_ms / 1000,
                                     offset_s=settings.audio.offset_ms / 1000)
-    te_in, env_in = envelope(audio, RATE)
-    te_out, env_out = envelope(delayed, RATE)
-    lag_in = lag(t_cap - t0, mouth_in, te_in, env_in)
-    lag_out = lag(t_sent - t0, mouth_out, te_out, env_out, max_lag=MAX_OFFSET_S, around=lag_in, min_corr=MIN_CORR_OUTPUT)
+    lag_in = lag(np.arange(len(mouth_in)) / fps, mouth_in, *envelope(audio, RATE))
+    lag_out = lag(t_sent - t0, output_mouth([r[3] for r in rows]), *envelope(delayed, RATE), max_lag=MAX_OFFSET_S,
+                  around=lag_in, min_corr=MIN_CORR_OUTPUT)
     report["av"] = {
         "offset_ms": round(1000 * (lag_out - lag_in), 2),
         "lag_in_ms": round(1000 * lag_in, 2),
@@ -183,6 +195,6 @@ def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) 
         "audio_delay_ms_p50": round(1000 * float(np.median(delays)), 2),
         "frame_ms": round(1000 / fps, 2),
         "method": "cross-correlation of output mouth opening (Face Mesh on generated faces) with the delayed audio's "
-                  "loudness, minus the same lag measured on the input clip; positive = audio late",
+                  "loudness, minus the same lag measured on every frame of the input clip; positive = audio late",
     }
     return report

@@ -36,6 +36,7 @@ import numpy as np
 
 from models.artifact import CPU_TIER, ArtifactError, ModelDir, check_model_path
 from models.config import ENGINE_NAMES
+from models.terminal import usable_cores
 from models.pixels import image_to_input, images_to_tensor, levels_from_unit, output_to_image, unit_from_levels_
 from models.errors import DeviceError
 from models.hotpath import per_frame
@@ -149,7 +150,7 @@ class OrtEngine:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        so.intra_op_num_threads = threads or min(4, usable_cores())  # two threads on one allowed core would fight
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(path), so, providers=providers)

@@ -126,7 +126,7 @@ class LiveConfig:
                          doc="auto = MODEL_DIR/cpu (the distilled CPU model) when no NVIDIA GPU is present")
     budget_ms: float = _f(33.0, lo=1.0, hi=1000.0)
     pipelined: bool = _f(False, doc="find the landmarks of frame n+1 while the generator works on frame n (no gain measured on 2 cores)")
-    cpu_threads: int = _f(0, lo=0, hi=256, doc="ONNX Runtime threads on the CPU engine; 0 = one per core, at most 4")
+    cpu_threads: int = _f(0, lo=0, hi=256, doc="ONNX Runtime threads on the CPU engine; 0 = one per core this process may use, at most 4")
     opencv_threads: int = _f(1, lo=0, hi=256, doc="OpenCV's worker threads in live (0 = OpenCV's default)")
     neutral_seconds: float = _f(1.0, lo=0.0, hi=30.0, doc="driver neutral from the first seconds")
     gain_mouth: float = _f(1.0, lo=0.0, hi=3.0)

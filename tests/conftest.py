@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
+# A small trained model of the synthetic puppet (tools/make_test_model.py): a face Face
+# Mesh reads, fast enough for real time on one slow core.
+PUPPET_MODEL = Path(__file__).resolve().parent / "data" / "puppet_model"
 TARGET_CLIP = CLIPS / "target_liveportrait_d6.mp4"
 DRIVER_CLIPS = [CLIPS / f"driver_liveportrait_{n}.mp4" for n in ("d3", "d10", "d18")]
 
@@ -76,20 +79,5 @@ def tiny_model(puppet_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model") / "m"
     cfg = TrainConfig(steps=2, batch_size=2, ndf=8, val_frames=2, checkpoint_every=1000, preview_every=1000, val_every=1000)
     train(puppet_dataset, out, model=ModelConfig(size=64, depth=6, ngf=8), cfg=cfg, progress=False, log=lambda s: None)
-    export(out, log=lambda s: None)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_model_real(real_dataset, tmp_path_factory):
-    """A briefly trained 128 px model of the real target (d6), ~80 s on 2 cores: the
-    A/V test needs outputs whose mouth visibly follows the driver."""
-    from models.config import ModelConfig, TrainConfig
-    from training.export import export
-    from training.train import train
-
-    out = tmp_path_factory.mktemp("tiny_real") / "m"
-    cfg = TrainConfig(steps=1500, batch_size=4, ndf=16, val_frames=4, checkpoint_every=10000, preview_every=10000, val_every=10000)
-    train(real_dataset, out, model=ModelConfig(size=128, depth=7, ngf=16, upsample="resize"), cfg=cfg, progress=False, log=lambda s: None)
     export(out, log=lambda s: None)
     return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from live.avsync import AVError, RATE, delayed_audio, envelope, lag
-from tests.conftest import DRIVER_CLIPS
+from tests.conftest import DRIVER_CLIPS, PUPPET_MODEL
 
 
 def talking(seconds: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +54,15 @@ def test_delayed_audio_follows_the_latency_it_is_given():
 
 
 @pytest.mark.clips
-def test_bench_av_on_a_real_clip_is_within_one_frame(tiny_model_real, tmp_path):
+def test_bench_av_on_a_real_clip_is_within_one_frame(clips_dir, tmp_path):
+    """d10 (someone talking) drives the puppet model at real-time pace: the delayed voice
+    leaves within one frame of the generated mouth. The budget is lifted so the degrader
+    never repeats frames: this measures the sync, not how a slow machine copes."""
     from reenact.cli import main
 
     out = tmp_path / "av.json"
-    assert main(["bench", "--av", "--model", str(tiny_model_real), "--source", str(DRIVER_CLIPS[1]), "--json", str(out)]) == 0
+    assert main(["bench", "--av", "--model", str(PUPPET_MODEL), "--source", str(DRIVER_CLIPS[1]), "--json", str(out),
+                 "--set", "live.budget_ms=1000"]) == 0
     av = json.loads(out.read_text())["av"]
     assert abs(av["offset_ms"]) < av["frame_ms"]
     assert abs(av["expected_offset_ms"]) < 5.0
