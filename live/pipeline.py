@@ -159,11 +159,14 @@ class Compositor:
         m = smoothstep(np.minimum(yy[:, None], xx[None, :])).astype(np.float32)
         self._sub = (slice(self.cy0 - self.y0, self.cy1 - self.y0), slice(self.cx0 - self.x0, self.cx1 - self.x0))
         self.mask = np.ascontiguousarray(m[self._sub])
-        self.inv_mask = np.ascontiguousarray(1.0 - self.mask)
-        self.base_region = np.ascontiguousarray(self.base[self.cy0 : self.cy1, self.cx0 : self.cx1])
+        base_region = self.base[self.cy0 : self.cy1, self.cx0 : self.cx1]
         # Outside the crop the frame never changes: paint it once, then touch only the crop.
         np.copyto(self.canvas, self.base)
-        self._region = np.empty_like(self.base_region)
+        self._resized = np.empty((self.h, self.w, 3), np.uint8)
+        self._inner, self._bands = _feather_parts(self.mask)
+        # Per band: (slices, mask, 1 - mask, plate), contiguous, ready for cv2.blendLinear.
+        self._band_data = [(b, np.ascontiguousarray(self.mask[b]), np.ascontiguousarray(1.0 - self.mask[b]),
+                            np.ascontiguousarray(base_region[b])) for b in self._bands]
 
     def crop_to_output(self, q: np.ndarray) -> np.ndarray:
         """(N, 2) generated-crop pixels -> where compose puts them in the output frame."""
@@ -174,10 +177,24 @@ class Compositor:
         """generated: (h, w, 3) uint8 crop -> (out_h, out_w, 3) uint8 frame (reused buffer)."""
         if self.crop_only:
             return fit_into(generated, self.size, self.canvas)
-        crop = cv2.resize(generated, (self.w, self.h), interpolation=cv2.INTER_LINEAR)[self._sub]
-        cv2.blendLinear(np.ascontiguousarray(crop), self.base_region, self.mask, self.inv_mask, dst=self._region)
-        self.canvas[self.cy0 : self.cy1, self.cx0 : self.cx1] = self._region
+        crop = cv2.resize(generated, (self.w, self.h), dst=self._resized, interpolation=cv2.INTER_LINEAR)[self._sub]
+        region = self.canvas[self.cy0 : self.cy1, self.cx0 : self.cx1]
+        region[self._inner] = crop[self._inner]  # the inside is the generated face itself
+        for band, mask, inv, plate in self._band_data:  # only the feathered edge is blended with the plate
+            cv2.blendLinear(crop[band], plate, mask, inv, dst=region[band])
         return self.canvas
+
+
+def _feather_parts(mask: np.ndarray) -> tuple[tuple[slice, slice], list[tuple[slice, slice]]]:
+    """Split a feather mask into its inside (all ones: a plain copy) and the four bands
+    around it (where it blends): (inside slices, [band slices])."""
+    ones = mask >= 1.0
+    rows, cols = np.flatnonzero(ones.any(axis=1)), np.flatnonzero(ones.any(axis=0))
+    if not len(rows):
+        return (slice(0, 0), slice(0, 0)), [(slice(None), slice(None))]
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    bands = [(slice(0, r0), slice(None)), (slice(r1, None), slice(None)), (slice(r0, r1), slice(0, c0)), (slice(r0, r1), slice(c1, None))]
+    return (slice(r0, r1), slice(c0, c1)), [b for b in bands if mask[b].size]
 
 
 @dataclass

@@ -111,14 +111,26 @@ def render_sketch(points: np.ndarray, spec: SketchSpec) -> np.ndarray:
 
 @per_frame
 def _draw_irises(img: np.ndarray, points: np.ndarray, fixed: np.ndarray) -> None:
-    """Filled irises, clipped to the eye openings so a closed eye shows no iris."""
+    """Filled irises, clipped to the eye openings so a closed eye shows no iris. Each
+    eye is drawn in its own box (the eye and the iris, plus a margin for anti-aliasing):
+    the same pixels as drawing on the whole image, at a fraction of the cost."""
     h, w = img.shape[:2]
-    layer = np.zeros((h, w), np.uint8)
-    mask = np.zeros((h, w), np.uint8)
+    colour = np.array(COLORS["right_iris"], np.uint16)
     for eye, centre, ring in (("right_eye", T.RIGHT_IRIS_CENTER, slice(469, 473)), ("left_eye", T.LEFT_IRIS_CENTER, slice(474, 478))):
         r = float(np.mean(np.linalg.norm(points[ring, :2] - points[centre, :2], axis=1)))
-        cv2.circle(layer, tuple(int(v) for v in fixed[centre]), max(1, int(round(r * _ONE))), 255, -1, cv2.LINE_AA, _SHIFT)
-        cv2.fillPoly(mask, [fixed[T.loop(eye)]], 255, cv2.LINE_AA, _SHIFT)
-    iris = (layer.astype(np.uint16) * mask // 255).astype(np.uint8)
-    colour = np.array(COLORS["right_iris"], np.uint16)
-    np.maximum(img, (iris[..., None] * colour // 255).astype(np.uint8), out=img)
+        radius = max(1, int(round(r * _ONE)))
+        poly = fixed[T.loop(eye)]
+        c = fixed[centre]
+        lo = np.minimum(poly.min(axis=0), c - radius) // _ONE - 2
+        hi = np.maximum(poly.max(axis=0), c + radius) // _ONE + 3
+        x0, y0, x1, y1 = max(int(lo[0]), 0), max(int(lo[1]), 0), min(int(hi[0]), w), min(int(hi[1]), h)
+        if x1 <= x0 or y1 <= y0:
+            continue  # the eye is off the canvas
+        shift = np.array([x0, y0], np.int32) * _ONE
+        layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        mask = np.zeros_like(layer)
+        cv2.circle(layer, tuple(int(v) for v in c - shift), radius, 255, -1, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(mask, [poly - shift], 255, cv2.LINE_AA, _SHIFT)
+        iris = (layer.astype(np.uint16) * mask // 255)[..., None] * colour // 255
+        region = img[y0:y1, x0:x1]
+        np.maximum(region, iris.astype(np.uint8), out=region)

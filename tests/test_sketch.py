@@ -4,6 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.puppet import PuppetPose, place, puppet_points
 from models import topology as T
@@ -94,3 +96,35 @@ def test_rejects_wrong_shapes_and_survives_far_off_points():
     assert not render_sketch(far, spec).any()
     with pytest.raises(ValueError):
         SketchSpec(4, 64)
+
+
+def _irises_on_the_whole_canvas(img, points, fixed):
+    """The irises as first written: layers as big as the image (the reference)."""
+    import cv2
+
+    from models import topology as T
+    from models.sketch import _ONE, _SHIFT, COLORS
+
+    h, w = img.shape[:2]
+    layer, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+    for eye, centre, ring in (("right_eye", T.RIGHT_IRIS_CENTER, slice(469, 473)), ("left_eye", T.LEFT_IRIS_CENTER, slice(474, 478))):
+        r = float(np.mean(np.linalg.norm(points[ring, :2] - points[centre, :2], axis=1)))
+        cv2.circle(layer, tuple(int(v) for v in fixed[centre]), max(1, int(round(r * _ONE))), 255, -1, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(mask, [fixed[T.loop(eye)]], 255, cv2.LINE_AA, _SHIFT)
+    iris = (layer.astype(np.uint16) * mask // 255).astype(np.uint8)
+    np.maximum(img, (iris[..., None] * np.array(COLORS["right_iris"], np.uint16) // 255).astype(np.uint8), out=img)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-0.6, 1.6), st.floats(-0.6, 1.6), st.floats(20, 160), st.floats(0, 1), st.floats(-25, 25))
+def test_irises_drawn_in_boxes_equal_irises_drawn_on_the_whole_canvas(cx, cy, iod, blink, yaw):
+    """The fast iris drawing gives the same bytes as the whole-canvas reference, for
+    faces anywhere, partly or wholly off the canvas included."""
+    from models.sketch import _ONE, _draw_irises
+
+    pts = place(puppet_points(PuppetPose(blink=blink, yaw=yaw)), iod_px=iod, center=(cx * 160, cy * 120)).astype(np.float32)
+    fixed = np.round(np.clip(pts[:, :2], -4 * 160, 4 * 160) * _ONE).astype(np.int32)
+    fast, ref = np.zeros((120, 160, 3), np.uint8), np.zeros((120, 160, 3), np.uint8)
+    _draw_irises(fast, pts, fixed)
+    _irises_on_the_whole_canvas(ref, pts, fixed)
+    assert np.array_equal(fast, ref)
