@@ -193,12 +193,31 @@ def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
     checks = run_checks(probe)
     print(format_report(checks))
     if args.model:
-        from live.engines import choose_model_dir
-
-        chosen, why = choose_model_dir(args.model, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=probe.nvidia_driver)
-        print(f"\nmodel: live --model {args.model} will load {chosen} ({why})")
+        print("\n" + model_fit(args.model, cfg, gpu=probe.nvidia_driver))
     broken = [c for c in checks if c.ok is False and c.area in ("python", "packages", "opencv")]
     return 1 if broken else EXIT_OK  # missing hardware is reported, not an error of the install
+
+
+def model_fit(path: str, cfg: Config, *, gpu: bool) -> str:
+    """Which model directory live would load from ``path``, and how long a frame takes
+    here with each of its rungs (the figures live starts from)."""
+    import contextlib
+
+    from live.engines import choose_model_dir
+    from live.fitting import choose_start, describe, time_rungs
+    from live.session import open_pipeline
+    from models.artifact import load_model_dir
+
+    chosen, why = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=gpu)
+    lines = [f"model: live --model {path} will load {chosen} ({why})"]
+    with contextlib.ExitStack() as stack:
+        pipe = open_pipeline(stack, load_model_dir(chosen), cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height),
+                             lambda s: None)
+        size = (cfg.capture.width, cfg.capture.height)
+        timings = time_rungs(pipe, size)
+        rung, reason = choose_start(timings, cfg.live.budget_ms)
+        lines.append(f"on this machine, a {size[0]}x{size[1]} frame takes: {describe(timings)}; live would start on {rung}: {reason}")
+    return "\n".join(lines)
 
 
 def cmd_devices(args: argparse.Namespace, cfg: Config) -> int:

@@ -12,7 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-from live.loop import LEVELS
 from live.output import Mode
 from models.retarget import Gains
 
@@ -70,7 +69,7 @@ class Controls:
     # -- what the preview window shows over the picture
     def overlay_lines(self) -> list[str]:
         s = self.loop.stats
-        lines = [f"{LEVELS[self.loop.degrader.level]}  e2e p50 {s.rolling_ms('e2e'):.1f} / p95 {s.rolling_ms('e2e', 95):.1f} / "
+        lines = [f"{self.loop.degrader.name}  e2e p50 {s.rolling_ms('e2e'):.1f} / p95 {s.rolling_ms('e2e', 95):.1f} / "
                  f"p99 {s.rolling_ms('e2e', 99):.1f} ms",
                  "  ".join(f"{k[:5]} {s.rolling_ms(k):.1f}" for k in ("landmarks", "inference", "compose"))]
         if self.loop.limited_now:

@@ -128,7 +128,7 @@ def choose_model_dir(path: str | os.PathLike, *, engine: str, tier: str, gpu: bo
 class OrtEngine:
     """ONNX Runtime. ``provider``: 'cpu', 'cuda' or 'tensorrt'."""
 
-    def __init__(self, model: ModelDir, *, provider: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model: ModelDir, *, provider: str = "cpu", threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
         self.precision = "fp32" if provider == "cpu" else "fp16"
@@ -153,6 +153,10 @@ class OrtEngine:
         so.intra_op_num_threads = threads or min(4, usable_cores())  # two threads on one allowed core would fight
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not spin:
+            # Between inferences its worker threads would spin, burning a core that Face Mesh,
+            # the capture thread and the call app need; asleep, they cost a wake-up instead.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         if self.session.get_providers()[0] != wanted:
             raise EngineError(f"{self.name}: {wanted} failed to initialise (session uses {self.session.get_providers()[0]})")

@@ -6,10 +6,14 @@ timestamp to the moment the last sink accepted it.
 
 Over budget, the loop degrades in defined, logged steps and recovers the same way:
 
-  0 normal           every frame: landmarks + generator
-  1 reuse-landmarks  landmarks on every other frame, the generator on every frame
-  2 skip-generation  as 1, and the generator on every other frame (the last output
-                     is repeated in between)
+  normal           every frame: landmarks + generator
+  light            the model's lighter rung (MODEL_DIR/.../light) instead of the model,
+                   when it has one: a little less detail, every frame still fresh
+  reuse-landmarks  landmarks on every other frame, the generator on every frame
+  skip-generation  as reuse-landmarks, and the generator on every other frame (the
+                   last output is repeated in between)
+
+Quality goes before motion: repeating or reusing anything is the last resort.
 
 Latency cannot grow without bound whatever the level: the capture slot holds one
 frame, so a slow frame makes the loop skip frames, never queue them.
@@ -31,7 +35,7 @@ from live.slot import LatestSlot
 from live.stats import StageStats
 from models.hotpath import per_frame
 
-LEVELS = ("normal", "reuse-landmarks", "skip-generation")
+LEVELS = ("normal", "light", "reuse-landmarks", "skip-generation")
 
 
 @dataclass
@@ -46,18 +50,40 @@ class Degrader:
     calm: int = 60
     recover: float = 0.7
     alpha: float = 0.2
-    level: int = 0
+    level: int = 0  # an index into ``levels``
     enabled: bool = True  # off: measure capacity flat out, never trade frames for latency
+    light: bool = False  # a lighter rung exists: the first step down
     ema: float | None = None
     _over: int = 0
     _under: int = 0
     changes: list = field(default_factory=list)
+    generator_s: dict = field(default_factory=dict)  # rung -> moving average of its generator's time
+
+    def note_generator(self, rung: str, seconds: float) -> None:
+        """What a generator call cost: the step back up from "light" is taken only when
+        the main rung's extra cost would still fit."""
+        old = self.generator_s.get(rung)
+        self.generator_s[rung] = seconds if old is None else old + self.alpha * (seconds - old)
+
+    def _extra_cost_up(self) -> float:
+        """Seconds the next level up would add to a frame, where known."""
+        if self.name != "light" or not {"main", "light"} <= set(self.generator_s):
+            return 0.0
+        return max(0.0, self.generator_s["main"] - self.generator_s["light"])
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return LEVELS if self.light else tuple(name for name in LEVELS if name != "light")
+
+    @property
+    def name(self) -> str:
+        return self.levels[self.level]
 
     @per_frame
-    def decide(self, index: int) -> tuple[bool, bool]:
-        """(reuse_landmarks, generate) for frame number ``index``."""
-        odd = index % 2 == 1
-        return (self.level >= 1 and odd, not (self.level >= 2 and odd))
+    def decide(self, index: int) -> tuple[bool, bool, bool]:
+        """(use the light rung, reuse landmarks, generate) for frame number ``index``."""
+        rank, odd = LEVELS.index(self.name), index % 2 == 1
+        return self.light and rank >= 1, rank >= 2 and odd, not (rank >= 3 and odd)
 
     @per_frame
     def update(self, index: int, e2e_s: float) -> None:
@@ -65,16 +91,16 @@ class Degrader:
             return
         self.ema = e2e_s if self.ema is None else self.ema + self.alpha * (e2e_s - self.ema)
         self._over = self._over + 1 if self.ema > self.budget_s else 0
-        self._under = self._under + 1 if self.ema < self.recover * self.budget_s else 0
-        if self._over >= self.patience and self.level < len(LEVELS) - 1:
+        self._under = self._under + 1 if self.ema + self._extra_cost_up() < self.recover * self.budget_s else 0
+        if self._over >= self.patience and self.level < len(self.levels) - 1:
             self._set(index, self.level + 1)
         elif self._under >= self.calm and self.level > 0:
             self._set(index, self.level - 1)
 
     def _set(self, index: int, level: int) -> None:
-        self.log(f"latency {self.ema * 1000:.1f} ms vs budget {self.budget_s * 1000:.0f} ms: {LEVELS[self.level]} -> {LEVELS[level]}")
+        self.log(f"latency {self.ema * 1000:.1f} ms vs budget {self.budget_s * 1000:.0f} ms: {self.name} -> {self.levels[level]}")
         self.level, self._over, self._under = level, 0, 0
-        self.changes.append({"frame": index, "level": LEVELS[level], "ema_ms": round(self.ema * 1000, 2)})
+        self.changes.append({"frame": index, "level": self.name, "ema_ms": round(self.ema * 1000, 2)})
 
 
 class InlineFront:
@@ -91,9 +117,9 @@ class InlineFront:
         frame = self.capture.get(timeout=timeout)
         if frame is None:
             return None
-        reuse, generate = self.degrader.decide(self.index)
+        light, reuse, generate = self.degrader.decide(self.index)
         self.index += 1
-        return self.pipeline.prepare(frame, reuse_landmarks=reuse, generate=generate)
+        return self.pipeline.prepare(frame, reuse_landmarks=reuse, generate=generate, light=light)
 
     def close(self) -> None:
         pass
@@ -171,7 +197,7 @@ class LiveLoop:
         self.capture, self.pipeline, self.output, self.sinks = capture, pipeline, output, sinks
         self.clock, self.sleep, self.log = clock, sleep, log
         self.fps = fps
-        self.degrader = Degrader(budget_ms / 1000.0, log, enabled=degrade)
+        self.degrader = Degrader(budget_ms / 1000.0, log, enabled=degrade, light=pipeline.has_light)
         self.stats = StageStats()
         self.engine_name = engine_name
         self.pipelined = pipelined  # landmarks of frame n+1 overlap the generator on frame n (FrontStage)
@@ -181,7 +207,8 @@ class LiveLoop:
         self.paused = False
         self.interrupted = False
         self._stop = False
-        self.frames = self.no_face = self.repeated = self.lost_frames = self.pose_limited = 0
+        self.frames = self.no_face = self.repeated = self.lost_frames = self.pose_limited = self.reused = 0
+        self.by_rung: dict[str, int] = {}  # generated frames per rung (main, light)
         self.limited_now: dict[str, float] = {}  # how far the driver's head is beyond the target's coverage, this frame
         self._neutral: np.ndarray | None = None
         self._t_start = self._t_end = self._cpu_start = self._cpu_end = 0.0
@@ -258,6 +285,10 @@ class LiveLoop:
         s.add("overhead", e2e - result.timings.get("landmarks", 0.0) - result.timings.get("inference", 0.0))
         self.no_face += not result.face
         self.repeated += not result.generated
+        self.reused += result.reused_landmarks
+        if result.generated:
+            self.by_rung[result.rung] = self.by_rung.get(result.rung, 0) + 1
+            self.degrader.note_generator(result.rung, result.timings["inference"])
         self._note_limits(result.limited)
         self.degrader.update(self.frames, e2e)
         if self.latency_listener is not None and self.frames % 15 == 0:
@@ -283,6 +314,8 @@ class LiveLoop:
             "frames_dropped": getattr(self.capture, "dropped", 0) + (self.front.dropped if self.front else 0),
             "pipelined": self.pipelined,
             "frames_repeated": self.repeated,
+            "frames_reused_landmarks": self.reused,
+            "frames_by_rung": dict(self.by_rung),
             "frames_no_face": self.no_face,
             "frames_camera_lost": self.lost_frames,
             "frames_pose_limited": self.pose_limited,

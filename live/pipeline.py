@@ -208,6 +208,8 @@ class FrameResult:
     driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     timings: dict[str, float]  # seconds per stage
     limited: dict[str, float] = field(default_factory=dict)  # head-pose parameters kept within the target's coverage
+    rung: str = "main"  # which generator made it: the model ("main") or its lighter rung ("light")
+    reused_landmarks: bool = False  # the landmarks were the last frame's (a degradation step)
 
 
 @dataclass
@@ -220,22 +222,28 @@ class Prepared:
     sketch: np.ndarray | None  # (h, w, 3) uint8, the generator's input; None: repeat the last output
     timings: dict[str, float]
     limited: dict[str, float] = field(default_factory=dict)  # see FrameResult
+    light: bool = False  # generate with the lighter rung
+    reused_landmarks: bool = False
 
 
 class Pipeline:
     """``process(frame)`` runs one driver frame through every stage; ``prepare`` and
     ``finish`` are its two halves (the pipelined loop runs them in two threads).
 
-    ``reuse_landmarks=True`` (a degradation step) skips detection and reuses the last
-    landmarks; ``generate=False`` skips the generator and repeats the last output.
+    Degradation steps: ``light=True`` generates with the lighter rung (``light_engine``,
+    a smaller model with the same contract) when there is one; ``reuse_landmarks=True``
+    skips detection and reuses the last landmarks; ``generate=False`` skips the
+    generator and repeats the last output.
     """
 
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
-                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float]) -> None:
+                 landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
+                 light_engine: Engine | None = None) -> None:
         spec = model.contract.sketch
-        if tuple(engine.shape) != (spec.height, spec.width, 3):
-            raise ValueError(f"engine expects {engine.shape} sketches but the model's spec is {spec.width}x{spec.height}")
-        self.engine, self.detector, self.clock = engine, detector, clock
+        for e in (engine, light_engine):
+            if e is not None and tuple(e.shape) != (spec.height, spec.width, 3):
+                raise ValueError(f"engine expects {e.shape} sketches but the model's spec is {spec.width}x{spec.height}")
+        self.engine, self.light_engine, self.detector, self.clock = engine, light_engine, detector, clock
         self.contract = model.contract
         self.target_neutral = model.contract.neutral_px.astype(np.float64)
         self.gains = Gains(live.gain_mouth, live.gain_eyes, live.gain_brows, live.gain_rest, live.head_motion)
@@ -277,6 +285,10 @@ class Pipeline:
             self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage)
         return self.retargeter
 
+    @property
+    def has_light(self) -> bool:
+        return self.light_engine is not None
+
     def neutral_frame(self) -> np.ndarray:
         """The target's neutral face as a composed frame (camera lost, start-up); a copy."""
         sketch = render_sketch(self.contract.framing.apply(self.target_neutral), self.contract.sketch)
@@ -284,18 +296,19 @@ class Pipeline:
 
     # -- the frame
     @per_frame
-    def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> FrameResult:
-        return self.finish(self.prepare(frame, reuse_landmarks=reuse_landmarks, generate=generate))
+    def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True, light: bool = False) -> FrameResult:
+        return self.finish(self.prepare(frame, reuse_landmarks=reuse_landmarks, generate=generate, light=light))
 
     @per_frame
-    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True) -> Prepared:
+    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True, light: bool = False) -> Prepared:
         """Landmarks, smoothing, retargeting and the sketch of one driver frame."""
         clock, t = self.clock, {}
         t0 = clock()
-        px = self._landmarks(frame, reuse_landmarks)
+        reused = reuse_landmarks and self._last_px is not None
+        px = self._landmarks(frame, reused)
         t1 = clock()
         t["landmarks"] = t1 - t0
-        if px is not None and self.smoother is not None and not reuse_landmarks:
+        if px is not None and self.smoother is not None and not reused:
             px = self.smoother(px, frame.time)
         elif px is None and self.smoother is not None:
             self.smoother.reset()
@@ -313,11 +326,11 @@ class Pipeline:
         t["sketch"] = clock() - t3
         # A held or skipped frame (no sketch) reports the target it holds.
         limited = self.retargeter.limited if px is not None and self.retargeter is not None else {}
-        return Prepared(frame, px, target if target is not None else self._last_target, sketch, t, limited)
+        return Prepared(frame, px, target if target is not None else self._last_target, sketch, t, limited, light, reused)
 
     @per_frame
     def _landmarks(self, frame: Frame, reuse: bool) -> np.ndarray | None:
-        if reuse and self._last_px is not None:
+        if reuse:
             return self._last_px
         lm = self.detector.detect(frame.image)
         return None if lm is None else lm.pixels().astype(np.float64)
@@ -339,12 +352,14 @@ class Pipeline:
         if p.sketch is None:  # held (no face yet back) or skipped by the degrader: repeat the last output
             t.update(inference=0.0, compose=0.0)
             image = self._last_output if self._last_output is not None else self.compositor.canvas
-            return FrameResult(image, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t, p.limited)
+            return FrameResult(image, p.driver_px is not None, False, p.target_px, self._last_sketch, None, p.driver_px, t, p.limited,
+                               reused_landmarks=p.reused_landmarks)
+        light = p.light and self.light_engine is not None
         t4 = clock()
-        generated = self.engine.infer(p.sketch)
+        generated = (self.light_engine if light else self.engine).infer(p.sketch)
         t5 = clock()
         t["inference"] = t5 - t4
         self._last_output, self._last_sketch = self.compositor.compose(generated), p.sketch
         t["compose"] = clock() - t5
         return FrameResult(self._last_output, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t,
-                           p.limited)
+                           p.limited, "light" if light else "main", p.reused_landmarks)

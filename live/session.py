@@ -15,13 +15,14 @@ import cv2
 from live.capture import SyncCapture, ThreadedCapture
 from live.controls import KEYS, Controls
 from live.engines import choose_model_dir, create_engine, nvidia_driver_present
+from live.fitting import choose_start, describe, time_rungs
 from live.loop import LiveLoop
 from live.output import Mode, OutputStage
 from live.pipeline import Pipeline
 from live.sinks import FanOut, RecorderSink, SinkError, VirtualCameraSink, WindowSink
 from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
 from live.trust import Badge, Watermarker
-from models.artifact import ModelDir, load_model_dir
+from models.artifact import LIGHT_RUNG, ModelDir, load_model_dir
 from models.config import AudioConfig, CaptureConfig, LandmarksConfig, LiveConfig, OutputConfig
 from models.files import atomic_write_text
 from models.landmarks import FaceMeshDetector
@@ -158,6 +159,8 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     loop = LiveLoop(capture, pipeline, output, fan, budget_ms=lv.budget_ms, fps=getattr(source, "fps", 30.0),
                     clock=time.monotonic, log=log, engine_name=engine.name, pipelined=lv.pipelined, degrade=run.degrade)
     loop.paused = run.paused
+    if run.degrade:
+        _fit_machine(loop, pipeline, getattr(source, "size", (out.width, out.height)), lv.budget_ms, log)
     controls = Controls(loop, pipeline, output, log=log)
     if run.gain != 1.0:
         controls.set_gain(run.gain)
@@ -172,15 +175,42 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     return loop, controls, audio
 
 
+def _fit_machine(loop: LiveLoop, pipeline: Pipeline, frame_size: tuple[int, int], budget_ms: float, log: Callable[[str], None]) -> None:
+    """Time each rung here and start the loop on the best one that fits the budget."""
+    timings = time_rungs(pipeline, tuple(frame_size))
+    rung, why = choose_start(timings, budget_ms)
+    log(f"this machine: {describe(timings)} per frame; starting on {rung}: {why}")
+    loop.degrader.generator_s = {name: ms / 1000 for name, ms in timings.items()}  # their difference is the generators'
+    if rung == "light":
+        loop.degrader.level = loop.degrader.levels.index("light")
+
+
 def open_pipeline(stack: contextlib.ExitStack, model: ModelDir, live: LiveConfig, landmarks: LandmarksConfig,
-                  out_size: tuple[int, int], log: Callable[[str], None]) -> Pipeline:
-    """The model's engine, a Face Mesh detector and the pipeline over them, both
-    registered with ``stack`` to be closed."""
+                  out_size: tuple[int, int], log: Callable[[str], None], *, rungs: bool = True) -> Pipeline:
+    """The model's engine (and its lighter rung's, when it has one and ``rungs``), a
+    Face Mesh detector and the pipeline over them, all registered with ``stack``."""
     engine = create_engine(model, live.engine, log=log, cpu_threads=live.cpu_threads)
     stack.callback(engine.close)
+    light = light_rung(model) if rungs else None
+    light_engine = None
+    if light is not None:
+        light_engine = create_engine(light, live.engine, log=log, cpu_threads=live.cpu_threads)
+        stack.callback(light_engine.close)
     detector = stack.enter_context(FaceMeshDetector(tracking=True, min_detection_confidence=landmarks.min_detection_confidence,
                                                     min_presence=landmarks.min_presence))
-    return Pipeline(model, engine, detector, live=live, landmarks=landmarks, out_size=out_size, clock=time.perf_counter)
+    return Pipeline(model, engine, detector, live=live, landmarks=landmarks, out_size=out_size, clock=time.perf_counter,
+                    light_engine=light_engine)
+
+
+def light_rung(model: ModelDir) -> ModelDir | None:
+    """The model's lighter rung (MODEL/light: a smaller generator with the same
+    contract), or None. One that does not keep the contract is refused by name."""
+    path = model.path / LIGHT_RUNG
+    if not (path / "model.json").is_file():
+        return None
+    light = load_model_dir(path)
+    model.contract.require_same(light.contract, f"lighter rung {path}")
+    return light
 
 
 def _observer(model: ModelDir, fidelity_every: int, kept: list, observer: Callable | None) -> Callable | None:

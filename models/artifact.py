@@ -31,6 +31,7 @@ from models.errors import ModelError
 FORMAT = "reenact-model"
 VERSION = 1
 CPU_TIER = "cpu"  # MODEL_DIR/cpu: the model's CPU tier, which live loads on machines without an NVIDIA GPU
+LIGHT_RUNG = "light"  # .../light: a smaller generator with the same contract, live's first step down when over budget
 
 
 class ArtifactError(ModelError):

@@ -74,7 +74,8 @@ class ModelConfig:
     ngf: int = _f(64, lo=4, hi=256)
     depth: int = _f(8, lo=3, hi=10)
     dropout: float = _f(0.5, lo=0.0, hi=0.9)
-    upsample: str = _f("transpose", choices=("transpose", "resize"))
+    upsample: str = _f("transpose", choices=("transpose", "resize", "icnr"),
+                       doc="x2 upsampling: transpose (pix2pix), resize (nearest + 3x3 conv), icnr (transposed, initialised as resize: 4/9 the cost)")
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ class PipelineRenderer:
         from live.session import open_pipeline
 
         self._stack = contextlib.ExitStack()
-        self.pipeline = open_pipeline(self._stack, setup.model, setup.live, setup.landmarks, setup.out_size, lambda s: None)
+        # The model itself, not its lighter rung: eval measures the directory it is given.
+        self.pipeline = open_pipeline(self._stack, setup.model, setup.live, setup.landmarks, setup.out_size, lambda s: None, rungs=False)
         self.compositor = self.pipeline.compositor
 
     def render(self, images, fps: float, *, start: int = 0, neutral: np.ndarray | None = None):

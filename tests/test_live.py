@@ -24,14 +24,15 @@ OUT = (160, 90)
 
 
 def make_loop(model_dir, clock, *, script=None, source=None, capture=None, engine_cost=0.005, budget_ms=33.0,
-              sinks=None, hold=0.5, ease=0.4, smoothing=False, detector_cost=0.003, pipelined=False):
+              sinks=None, hold=0.5, ease=0.4, smoothing=False, detector_cost=0.003, pipelined=False, light_cost=None):
     model = load_model_dir(model_dir)
     spec = model.contract.sketch
     engine = FakeEngine((spec.height, spec.width, 3), clock, engine_cost)
+    light = None if light_cost is None else FakeEngine((spec.height, spec.width, 3), clock, light_cost)
     src = source or StampedSource(clock)
     detector = ScriptedDetector(script or puppet_script(src.size), src.size, clock, detector_cost)
     pipe = Pipeline(model, engine, detector, live=LiveConfig(neutral_seconds=0.2), landmarks=LandmarksConfig(smoothing=smoothing),
-                    out_size=OUT, clock=clock)
+                    out_size=OUT, clock=clock, light_engine=light)
     pipe.face.hold_s, pipe.face.ease_s = hold, ease
     sink = MemorySink(clock)
     fan = FanOut([sink] + (sinks or []), log=lambda s: None)
@@ -151,9 +152,22 @@ def test_over_budget_degrades_in_steps_and_recovers(tiny_model):
     loop.run(max_frames=400)
     assert loop.degrader.level == 0
     levels = [c["level"] for c in loop.degrader.changes]
-    assert levels[0] == "reuse-landmarks" and levels[-1] == "normal"
+    assert levels[0] == "reuse-landmarks" and levels[-1] == "normal"  # no lighter rung here: reuse is the first step
     assert detector.calls - detections_before < 400 - 120  # landmarks were reused on some frames
     assert set(levels) <= set(LEVELS)
+
+
+def test_over_budget_the_lighter_rung_comes_before_reusing_or_repeating_anything(tiny_model):
+    """Quality before motion: with a lighter rung that fits the budget, an overloaded
+    loop steps down to it and stays there, every frame still detected and generated."""
+    clock = FakeClock()
+    loop, sink, engine, detector, _, logs = make_loop(tiny_model, clock, engine_cost=0.045, light_cost=0.01, budget_ms=33,
+                                                      source=StampedSource(clock, frames=300))
+    report = loop.run()
+    assert [c["level"] for c in loop.degrader.changes] == ["light"]  # one step down, and no further
+    assert report["frames_repeated"] == 0 and report["frames_reused_landmarks"] == 0
+    assert report["frames_by_rung"]["light"] > 250 and report["frames_by_rung"]["main"] < 30
+    assert detector.calls == 300 and any("normal -> light" in line for line in logs)
 
 
 def test_pipelined_loop_overlaps_landmarks_with_generation_and_keeps_every_frame(tiny_model):

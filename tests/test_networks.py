@@ -55,3 +55,24 @@ def test_multiscale_discriminator_judges_coarser_scales():
     sizes = [o[-1].shape[-1] for o in outs]
     assert sizes[0] > sizes[1] > sizes[2]
     assert all(o[-1].shape[:2] == (2, 1) for o in outs)
+
+
+def test_icnr_starts_as_resize_convolution_at_four_ninths_of_the_cost():
+    """An "icnr" up-block is a transposed convolution that, as initialised, computes
+    exactly nearest-neighbour x2 followed by a 3x3 convolution: no checkerboard at the
+    start, 4 instead of 9 taps per output pixel."""
+    import torch
+    from torch import nn
+
+    from models.unet import _NN_TO_TRANSPOSED, _up
+
+    torch.manual_seed(3)
+    up = _up(5, 4, "icnr")
+    resize = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(5, 4, 3, 1, 1, bias=False))
+    # The resize block that this transposed one equals: recover its 3x3 kernel by least squares.
+    p = torch.linalg.pinv(_NN_TO_TRANSPOSED)  # (3, 4)
+    resize[1].weight.data = torch.einsum("au,couv,bv->ocab", p, up.weight.data, p)  # (cout, cin, 3, 3)
+    x = torch.randn(2, 5, 9, 7)
+    assert torch.allclose(up(x), resize(x), atol=1e-5)
+    g = UNetGenerator(ModelConfig(ngf=8, depth=6, upsample="icnr"))
+    assert g(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
