@@ -394,3 +394,24 @@ def test_a_run_that_drops_frames_records_as_long_as_its_input(tiny_model, tmp_pa
     loop.sinks.close()
     assert report["frames_dropped"] > 10  # the point of the test: the loop could not keep up
     assert abs(_frame_count(tmp_path / "run.mp4") - 45) <= 1
+
+
+def test_live_times_each_rung_at_start_and_says_which_it_starts_on(tiny_model, tmp_path):
+    """A model with a lighter rung: both are loaded, timed on this machine before the
+    first frame, and the choice is logged with the figures."""
+    import shutil
+
+    from live.session import LiveSettings, RunOptions, run_session
+    from live.sinks import NullSink
+    from models.config import load_config
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    shutil.copytree(tiny_model, model / "light")  # the same network stands in for a smaller one: same contract
+    logs: list[str] = []
+    cfg = load_config(None, ["live.engine=ort-cpu"])
+    report = run_session(model, PuppetSource(seed=2, shape=DRIVER_SHAPE, size=(160, 120), frames=20), [NullSink()],
+                         LiveSettings.of(cfg), RunOptions(threaded=False), log=logs.append)
+    fit = next(line for line in logs if line.startswith("this machine:"))
+    assert "main" in fit and "light" in fit and "starting on" in fit
+    assert sum(report["frames_by_rung"].values()) == report["frames_out"] - report["frames_repeated"]
