@@ -215,14 +215,20 @@ def transfer(setup: Setup, driver: str | Path, renderer, grid_dir: Path, max_fra
     cap.release()
     images, fed = tee(islice(frames(driver), max_frames))  # one decode; the renderer runs one frame behind at most
     drv_pts, out_pts, pictures = [], [], []
+    x, y, w, h = renderer.compositor.source_region  # the target's scene in the output frame
     with FaceMeshDetector(tracking=True) as d_det, FaceMeshDetector(tracking=True) as o_det:
         for image, output in zip(images, renderer.render(fed, info.fps)):
             drv_pts.append(_points(d_det, image))
             out_pts.append(_points(o_det, output))
-            pictures.append((cv2.resize(image, (160, 160 * image.shape[0] // image.shape[1])), cv2.resize(output, (284, 160))))
+            pictures.append((_tile(image), _tile(output[y : y + h, x : x + w])))
     result = compare(drv_pts, out_pts, setup.model.contract.neutral_px, info.fps)
     result["grid"] = str(worst_frames_grid(drv_pts, out_pts, pictures, grid_dir / f"{Path(driver).stem}.png"))
     return result
+
+
+def _tile(image: np.ndarray, height: int = 160) -> np.ndarray:
+    """A small picture for the grid, ``height`` tall, its aspect kept."""
+    return cv2.resize(image, (max(1, round(image.shape[1] * height / image.shape[0])), height), interpolation=cv2.INTER_AREA)
 
 
 def _points(detector, image: np.ndarray) -> np.ndarray | None:

@@ -96,13 +96,14 @@ def main() -> None:
     p.add_argument("--drivers", nargs="*", default=[])
     p.add_argument("--json", required=True)
     p.add_argument("--engine", default="ort-cpu")
+    p.add_argument("--rendered", help="a folder of a previous run's rendered frames: measure them again without rendering")
     args = p.parse_args()
 
     cfg = load_config(None)
     model = load_model_dir(args.model)
     setup = ev.Setup(model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), print)
     dataset = ev.dataset_for(model, None)
-    tmp = Path(tempfile.mkdtemp(prefix="eval_other_"))
+    tmp = Path(args.rendered) if args.rendered else Path(tempfile.mkdtemp(prefix="eval_other_"))
     items = []
     if dataset is not None:
         manifest = load_manifest(dataset)
@@ -118,7 +119,8 @@ def main() -> None:
     job.write_text(json.dumps({"model": str(Path(args.model).resolve()), "engine": args.engine, "out_size": list(setup.out_size),
                                "items": items}))
     env = dict(os.environ, PYTHONPATH=str(Path(args.tree).resolve()))  # the other version's packages, not this one's
-    subprocess.run([sys.executable, "-c", RENDER, str(job)], cwd=args.tree, check=True, env=env)
+    if not args.rendered:
+        subprocess.run([sys.executable, "-c", RENDER, str(job)], cwd=args.tree, check=True, env=env)
     renderer = RecordedRenderer(setup, [Path(i["out"]) for i in items])
     report = {"model": str(model.path), "version": str(args.tree), "output_size": list(setup.out_size)}
     if dataset is not None:
