@@ -250,7 +250,7 @@ def compare(drv_pts: list, out_pts: list, target_neutral: np.ndarray, fps: float
     for name in SIGNALS:
         result[f"{name}_r"] = round(_pearson(sd[name], so[name]), 4)
         result[f"{name}_lag_frames"] = _lag(sd[name], so[name])
-    result["gaze_std_driver"] = round(float(np.std(sd["gaze"])), 4)
+        result[f"{name}_std_driver"] = round(float(np.std(sd[name])), 4)  # how much the driver moves it: r means little near 0
     result["vergence_error"] = round(float(np.mean(np.abs(so["vergence"] - sd["vergence"]))), 4)
     result["vergence_median_output"] = round(float(np.median(so["vergence"])), 4)
     result["vergence_median_driver"] = round(float(np.median(sd["vergence"])), 4)
