@@ -185,6 +185,8 @@ SECTIONS: dict[str, type] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {"size": 256, "ngf": 64, "depth": 8, "upsample": "transpose"},  # the GPU-sized default
     "cpu": {"size": 256, "ngf": 16, "depth": 8, "upsample": "resize"},  # 2.45 M parameters, ~11 ms on 2 CPU cores
+    # A CPU model's lighter rung (MODEL/light): half the width, transposed up-convolutions that start as resize-convolutions.
+    "light": {"size": 256, "ngf": 8, "depth": 8, "upsample": "icnr"},
 }
 
 

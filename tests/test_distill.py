@@ -153,6 +153,22 @@ def test_cli_puts_the_student_beside_its_teacher(puppet_dataset, tiny_model, tmp
     assert main(["train", str(puppet_dataset), "--quiet"]) == 2  # neither --out nor --teacher
 
 
+def test_a_lighter_rung_is_distilled_beside_its_model_exported_and_loaded_by_live(puppet_dataset, tiny_model, tmp_path):
+    import shutil
+
+    from live.session import light_rung
+    from reenact.cli import main
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    assert main(["train", str(puppet_dataset), "--teacher", str(model), "--preset", "light", "--quiet", "--set", "model.depth=6",
+                 "--set", "train.steps=2", "--set", "train.batch_size=2", "--set", "train.ndf=8", "--set", "train.val_frames=2"]) == 0
+    assert main(["export", str(model), "--quiet"]) == 0
+    light = light_rung(load_model_dir(model))  # keeps the model's contract, or live would refuse it
+    assert light is not None and light.generator_config["upsample"] == "icnr" and light.generator_config["ngf"] == 8
+    assert "generator_fp32.onnx" in light.meta["files"]
+
+
 def test_demo_trains_the_cpu_preset_without_a_gpu():
     from reenact.demo import demo_preset
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.artifact import CPU_TIER
+from models.artifact import CPU_TIER, LIGHT_RUNG
 from models.config import PRESETS, Config
 from models.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from models.terminal import interactive
@@ -27,7 +27,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("dataset", metavar="DATASET")
     t.add_argument("--out", metavar="MODEL_DIR", help=f"where the model goes (with --teacher: default TEACHER_DIR/{CPU_TIER})")
     t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
-    t.add_argument("--preset", choices=sorted(PRESETS), help="generator architecture: full (GPU-sized) or cpu (real time on 2 CPU cores)")
+    t.add_argument("--preset", choices=sorted(PRESETS),
+                   help="generator architecture: full (GPU-sized), cpu (real time on 2 CPU cores) or light (a CPU model's lighter rung)")
     t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
                    help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
@@ -82,7 +83,8 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         raise UsageError("train needs --out MODEL_DIR")
     if args.drivers and not args.teacher:
         raise UsageError("--drivers goes with --teacher (distillation)")
-    out = args.out or str(Path(args.teacher) / CPU_TIER)  # the CPU tier lives beside its teacher; live picks it on CPU-only machines
+    # A student lives beside (inside) its teacher: the CPU tier as TEACHER/cpu, a lighter rung as TEACHER/light.
+    out = args.out or str(Path(args.teacher) / (LIGHT_RUNG if args.preset == "light" else CPU_TIER))
     check_dataset(args.dataset)  # a wrong dataset or --out is named at once, before torch starts
     make_dir(out, error=ModelError, what="the model")
     from training.distill import checkpoint_teacher, distill
@@ -100,8 +102,8 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> int:
     from training.export import export
 
     root = Path(args.model_dir)
-    tier = root / CPU_TIER
-    for d in [root] + ([tier] if (tier / "model.json").is_file() else []):  # the model, and its CPU tier when it has one
+    students = [root / CPU_TIER, root / LIGHT_RUNG, root / CPU_TIER / LIGHT_RUNG]
+    for d in [root] + [s for s in students if (s / "model.json").is_file()]:  # the model, its CPU tier and lighter rungs
         export(d)
         print(f"exported {d}: generator_fp16.onnx (GPU) and generator_fp32.onnx (CPU)")
     return EXIT_OK
