@@ -91,11 +91,13 @@ def lag(t_a: np.ndarray, a: np.ndarray, t_b: np.ndarray, b: np.ndarray, max_lag:
 
 
 def delayed_audio(audio: np.ndarray, rate: int, frame_times: np.ndarray, latencies: np.ndarray, *, max_delay_s: float,
-                  offset_s: float = 0.0, window: int = 300) -> tuple[np.ndarray, np.ndarray]:
+                  offset_s: float = 0.0, window: int = 300, settle: int = 15) -> tuple[np.ndarray, np.ndarray]:
     """Run the clip's audio through the DelayLine, block by block in step with the
     video frames, its delay following the rolling p50 of the latencies measured up to
-    each frame — what the live audio path would have played. Returns (delayed audio,
-    the delay in force at each frame)."""
+    each frame — what the live audio path would have played. For the first ``settle``
+    frames (half a second) the delay is set, not glided: the first frames of a run are
+    its slowest (warm caches, a starting tracker), and gliding away from their latency
+    would take seconds. Returns (delayed audio, the delay in force at each frame)."""
     line = DelayLine(samplerate=rate, channels=1, max_delay_s=max_delay_s)
     ctl = DelayController(offset_s=offset_s, max_delay_s=max_delay_s)
     recent: deque = deque(maxlen=window)
@@ -105,7 +107,7 @@ def delayed_audio(audio: np.ndarray, rate: int, frame_times: np.ndarray, latenci
         recent.append(latencies[i])
         ctl.video_latency_s = float(np.median(recent))
         line.set_delay(ctl.wanted())
-        if i == 0:
+        if i < settle:
             line.jump_to_target()
         end = min(bounds[i + 1], len(audio))
         while pos < end:
