@@ -1,5 +1,3 @@
-import sys
+from reenact.cli import run
 
-from reenact.cli import main
-
-sys.exit(main())
+run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Every error a user can cause ends here as one line on stderr and
     the exit code of its family (models/errors.py; the README's table)."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; reenact reports what matters
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # inside: Ctrl-C while the libraries load is 130 too
         return args.func(args, settings(args))
     except KeyboardInterrupt:
         print("reenact: interrupted", file=sys.stderr)
@@ -72,5 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> None:
+    """The console entry point: ``main``, then exit with its code. A Ctrl-C that lands
+    after the command has finished (while Python tears down the libraries) is ignored,
+    so the exit code is the command's, never a death by SIGINT."""
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -257,8 +257,14 @@ def test_ctrl_c_stops_with_exit_130_and_keeps_the_report(command, bad, tmp_path)
     import signal
     import time
 
+    from live.sources import PuppetSource
+    from models.video import write_video
+
     report = tmp_path / "report.json"
-    args = {"bench": ["bench", "--model", str(bad["model"]), "--source", str(bad["dir"] / "one_frame.mp4"), "--loop", "60",
+    clip = tmp_path / "puppet.mp4"  # a clip of its own: the looping of a one-frame file is not what this tests
+    puppet = PuppetSource(seed=5, size=(192, 192))
+    write_video(clip, [puppet.read().image for _ in range(30)], 30.0)
+    args = {"bench": ["bench", "--model", str(bad["model"]), "--source", str(clip), "--loop", "60",
                       "--json", str(report)],
             "live": ["live", "--model", str(bad["model"]), "--source", "puppet", "--no-virtual-camera",
                      "--record", str(tmp_path / "live.mp4"), "--json", str(report)]}[command]
@@ -272,7 +278,7 @@ def test_ctrl_c_stops_with_exit_130_and_keeps_the_report(command, bad, tmp_path)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 130, f"exit {proc.returncode}\nstdout: {out[-1500:]}\nstderr: {err[-1500:]}"
     assert "Traceback" not in err
     assert json.loads(report.read_text())["frames_out"] > 0
     if command == "live":
