@@ -156,20 +156,20 @@ def _ds(f, name):
     return [str(f["dir"] / name)]
 
 
+def _bad_video(name: str, video: str, out: str, says: str) -> Case:
+    """A `dataset` row: this video fails with exit 1 and leaves no output folder."""
+    return Case(name, lambda f: ["dataset", str(f["dir"] / video), "--out", str(f["dir"] / out), "--consent", "--target-name", "x"],
+                1, says, leaves_nothing=lambda f: [f["dir"] / out])
+
+
 CASES = [
     # -- videos given to `dataset` (and `bench`, `verify`)
-    Case("dataset-missing", lambda f: ["dataset", str(f["dir"] / "nope.mp4"), "--out", str(f["dir"] / "o1"), "--consent",
-                                       "--target-name", "x"], 1, "does not exist", leaves_nothing=lambda f: [f["dir"] / "o1"]),
-    Case("dataset-empty", lambda f: ["dataset", str(f["dir"] / "empty.mp4"), "--out", str(f["dir"] / "o2"), "--consent",
-                                     "--target-name", "x"], 1, "empty.mp4", leaves_nothing=lambda f: [f["dir"] / "o2"]),
-    Case("dataset-random-bytes", lambda f: ["dataset", str(f["dir"] / "random.mp4"), "--out", str(f["dir"] / "o3"), "--consent",
-                                            "--target-name", "x"], 1, "cannot be decoded", leaves_nothing=lambda f: [f["dir"] / "o3"]),
-    Case("dataset-text", lambda f: ["dataset", str(f["dir"] / "text.mp4"), "--out", str(f["dir"] / "o4"), "--consent",
-                                    "--target-name", "x"], 1, "cannot be decoded", leaves_nothing=lambda f: [f["dir"] / "o4"]),
-    Case("dataset-image", lambda f: ["dataset", str(f["dir"] / "image.png"), "--out", str(f["dir"] / "o5"), "--consent",
-                                     "--target-name", "x"], 1, "is an image, not a video", leaves_nothing=lambda f: [f["dir"] / "o5"]),
-    Case("dataset-no-face", lambda f: ["dataset", str(f["dir"] / "no_face.mp4"), "--out", str(f["dir"] / "o6"), "--consent",
-                                       "--target-name", "x"], 1, "no face found", leaves_nothing=lambda f: [f["dir"] / "o6"]),
+    _bad_video("dataset-missing", "nope.mp4", "o1", "does not exist"),
+    _bad_video("dataset-empty", "empty.mp4", "o2", "empty.mp4"),
+    _bad_video("dataset-random-bytes", "random.mp4", "o3", "cannot be decoded"),
+    _bad_video("dataset-text", "text.mp4", "o4", "cannot be decoded"),
+    _bad_video("dataset-image", "image.png", "o5", "is an image, not a video"),
+    _bad_video("dataset-no-face", "no_face.mp4", "o6", "no face found"),
     Case("dataset-one-frame-works", lambda f: ["dataset", str(f["dir"] / "one_frame.mp4"), "--out", str(f["dir"] / "o7"),
                                                "--consent", "--target-name", "x", "--set", "model.size=64",
                                                "--set", "model.depth=6"], 0,
