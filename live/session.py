@@ -154,13 +154,16 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     audio = _start_audio(settings.audio, log) if settings.audio.enabled else None
     if audio is not None:
         stack.callback(audio.close)
+    # Fit the machine before the capture thread starts: frames read while the rungs are
+    # timed would only be overwritten (dropped) before the loop runs.
+    fitted = _fit_machine(pipeline, getattr(source, "size", (out.width, out.height)), lv.budget_ms, log) if run.degrade else None
     capture = ThreadedCapture(source, reopen=reopen, log=log) if run.threaded else SyncCapture(source)
     stack.callback(capture.close)
     loop = LiveLoop(capture, pipeline, output, fan, budget_ms=lv.budget_ms, fps=getattr(source, "fps", 30.0),
                     clock=time.monotonic, log=log, engine_name=engine.name, pipelined=lv.pipelined, degrade=run.degrade)
     loop.paused = run.paused
-    if run.degrade:
-        _fit_machine(loop, pipeline, getattr(source, "size", (out.width, out.height)), lv.budget_ms, log)
+    if fitted is not None:
+        _start_on(loop, *fitted)
     controls = Controls(loop, pipeline, output, log=log)
     if run.gain != 1.0:
         controls.set_gain(run.gain)
@@ -175,11 +178,18 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     return loop, controls, audio
 
 
-def _fit_machine(loop: LiveLoop, pipeline: Pipeline, frame_size: tuple[int, int], budget_ms: float, log: Callable[[str], None]) -> None:
-    """Time each rung here and start the loop on the best one that fits the budget."""
+def _fit_machine(pipeline: Pipeline, frame_size: tuple[int, int], budget_ms: float,
+                 log: Callable[[str], None]) -> tuple[dict[str, float], str]:
+    """(milliseconds a frame per rung, the rung to start on): each rung timed here, the
+    best one that fits the budget chosen, and both logged."""
     timings = time_rungs(pipeline, tuple(frame_size))
     rung, why = choose_start(timings, budget_ms)
     log(f"this machine: {describe(timings)} per frame; starting on {rung}: {why}")
+    return timings, rung
+
+
+def _start_on(loop: LiveLoop, timings: dict[str, float], rung: str) -> None:
+    """Give the loop's degrader the fitted timings and its starting rung."""
     loop.degrader.generator_s = {name: ms / 1000 for name, ms in timings.items()}  # their difference is the generators'
     if rung == "light":
         loop.degrader.level = loop.degrader.levels.index("light")
