@@ -214,7 +214,7 @@ def model_fit(path: str, cfg: Config, *, gpu: bool) -> str:
         pipe = open_pipeline(stack, load_model_dir(chosen), cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height),
                              lambda s: None)
         size = (cfg.capture.width, cfg.capture.height)
-        timings = time_rungs(pipe, size)
+        timings, _ = time_rungs(pipe, size)
         rung, reason = choose_start(timings, cfg.live.budget_ms)
         lines.append(f"on this machine, a {size[0]}x{size[1]} frame takes: {describe(timings)}; live would start on {rung}: {reason}")
     return "\n".join(lines)

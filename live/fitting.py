@@ -20,25 +20,28 @@ from models.puppet import DRIVER_SHAPE, PuppetScript
 HEADROOM = 0.75  # a rung fits when a frame takes at most this share of the budget: the rest is capture, output, other apps
 
 
-def time_rungs(pipeline, frame_size: tuple[int, int], *, frames: int = 10) -> dict[str, float]:
-    """Median milliseconds of one frame through ``pipeline`` with each of its rungs
-    ("main", and "light" when it has one). The pipeline is reset afterwards."""
+def time_rungs(pipeline, frame_size: tuple[int, int], *, frames: int = 10) -> tuple[dict[str, float], dict[str, float]]:
+    """(whole frame, generator alone): median milliseconds through ``pipeline`` with each
+    of its rungs ("main", and "light" when it has one). The pipeline is reset afterwards."""
     script = PuppetScript(seed=3, shape=DRIVER_SHAPE, size=frame_size)
     images = [script.image(i) for i in range(frames)]  # rendered before timing: not part of a frame's cost
     rungs = [("main", False)] + ([("light", True)] if pipeline.has_light else [])
-    timings = {}
+    frame_ms, generator_ms = {}, {}
     for name, light in rungs:
         pipeline.reset()
         pipeline.recalibrate()
-        spent = []
+        spent, generator = [], []
         for i, image in enumerate(images):
             t0 = time.perf_counter()
-            pipeline.process(Frame(image, t0, i, i / 30.0), light=light)
+            result = pipeline.process(Frame(image, t0, i, i / 30.0), light=light)
             spent.append(time.perf_counter() - t0)
-        timings[name] = round(1000 * float(np.median(spent[2:])), 2)  # the first frames start the tracker
+            generator.append(result.timings.get("inference", 0.0))
+        # The first frames start the tracker.
+        frame_ms[name] = round(1000 * float(np.median(spent[2:])), 2)
+        generator_ms[name] = round(1000 * float(np.median(generator[2:])), 2)
     pipeline.reset()
     pipeline.recalibrate()
-    return timings
+    return frame_ms, generator_ms
 
 
 def choose_start(timings: dict[str, float], budget_ms: float) -> tuple[str, str]:

@@ -180,17 +180,18 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
 
 def _fit_machine(pipeline: Pipeline, frame_size: tuple[int, int], budget_ms: float,
                  log: Callable[[str], None]) -> tuple[dict[str, float], str]:
-    """(milliseconds a frame per rung, the rung to start on): each rung timed here, the
-    best one that fits the budget chosen, and both logged."""
-    timings = time_rungs(pipeline, tuple(frame_size))
-    rung, why = choose_start(timings, budget_ms)
-    log(f"this machine: {describe(timings)} per frame; starting on {rung}: {why}")
-    return timings, rung
+    """(the generator's milliseconds per rung, the rung to start on): each rung timed
+    here, the best one whose whole frame fits the budget chosen, and both logged."""
+    frame_ms, generator_ms = time_rungs(pipeline, tuple(frame_size))
+    rung, why = choose_start(frame_ms, budget_ms)
+    log(f"this machine: {describe(frame_ms)} per frame; starting on {rung}: {why}")
+    return generator_ms, rung
 
 
-def _start_on(loop: LiveLoop, timings: dict[str, float], rung: str) -> None:
-    """Give the loop's degrader the fitted timings and its starting rung."""
-    loop.degrader.generator_s = {name: ms / 1000 for name, ms in timings.items()}  # their difference is the generators'
+def _start_on(loop: LiveLoop, generator_ms: dict[str, float], rung: str) -> None:
+    """Give the loop's degrader each rung's generator time (what it then keeps up to
+    date from the frames it generates) and its starting rung."""
+    loop.degrader.generator_s = {name: ms / 1000 for name, ms in generator_ms.items()}
     if rung == "light":
         loop.degrader.level = loop.degrader.levels.index("light")
 
