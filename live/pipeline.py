@@ -25,7 +25,7 @@ from models.artifact import ModelDir
 from models.config import LandmarksConfig, LiveConfig
 from models.geometry import smoothstep
 from models.landmarks import LandmarkDetector
-from models.retarget import Gains, Retargeter, estimate_neutral
+from models.retarget import Gains, GazeResponse, Retargeter, estimate_neutral
 from models.sketch import render_sketch
 from models.smoothing import OneEuroFilter
 from models.hotpath import per_frame
@@ -245,6 +245,7 @@ class Pipeline:
                 raise ValueError(f"engine expects {e.shape} sketches but the model's spec is {spec.width}x{spec.height}")
         self.engine, self.light_engine, self.detector, self.clock = engine, light_engine, detector, clock
         self.contract = model.contract
+        self.gaze_response = GazeResponse.from_dict(model.meta.get("gaze_response"))  # checked when the model loaded
         self.target_neutral = model.contract.neutral_px.astype(np.float64)
         self.gains = Gains(live.gain_mouth, live.gain_eyes, live.gain_brows, live.gain_rest, live.head_motion)
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
@@ -282,7 +283,8 @@ class Pipeline:
 
     def _retargeter(self) -> Retargeter:
         if self.retargeter is None:
-            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage)
+            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage,
+                                         self.gaze_response)
         return self.retargeter
 
     @property

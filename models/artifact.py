@@ -2,8 +2,9 @@
 
     MODEL_DIR/
       model.json          contract (framing, sketch spec + hash, target neutral),
-                          generator config, provenance, metrics, and the sha256 of
-                          every file below
+                          generator config, provenance, metrics, how the generator
+                          draws gaze (measured at export), and the sha256 of every
+                          file below
       generator.pt        generator weights (PyTorch state_dict, fp32)
       generator_fp16.onnx generator for GPU engines      (written by `reenact export`)
       generator_fp32.onnx generator for the CPU engine   (written by `reenact export`)
@@ -24,7 +25,7 @@ import numpy as np
 
 from models.files import atomic_write_text, confined, read_record, sha256_file
 from models.framing import Framing
-from models.retarget import Coverage
+from models.retarget import Coverage, GazeResponse
 from models.sketch import SketchSpec
 from models.errors import ModelError
 
@@ -162,6 +163,10 @@ def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str,
     p = check_model_path(path)
     meta = read_model_json(p)
     contract = Contract.from_dict(meta["contract"])
+    try:
+        GazeResponse.from_dict(meta.get("gaze_response"))  # live builds it again; a bad record fails here, named
+    except ValueError as e:
+        raise ArtifactError(f"{p / 'model.json'}: {e}") from None
     for name, rec in meta["files"].items():
         try:
             f = confined(p, name)

@@ -15,7 +15,10 @@ are measured in that person's inter-ocular distance (IOD). Then, per driver fram
 4. Gaze is not an offset: each iris is placed at the driver's *normalised* position
    inside the eye (eye widths from the eye's centre), clamped to the range the target's
    clip shows outside its crossed-eye stretches (``Coverage.gaze``). So a target whose
-   clip or neutral has crossed eyes still looks where the driver looks.
+   clip or neutral has crossed eyes still looks where the driver looks. Where the model
+   records how its generator draws a horizontal iris position (``GazeResponse``,
+   measured at export), the clamp applies to the output's iris, and the sketch asks for
+   the position that makes the output's iris land there.
 5. Apply ``P`` around the target's neutral, each of its parameters (yaw, pitch, roll,
    shift, scale) softly limited to what the target's clip covers (``Coverage.pose``):
    the generator never has to draw a head pose it has not seen. ``limited`` says by
@@ -43,6 +46,7 @@ EYES = {"right": (T.RIGHT_IRIS_CENTER, slice(469, 473), T.RIGHT_EYE_OUTER, T.RIG
 POSE_KEYS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 CROSSED = 0.1  # vergence (eye widths) above which a frame counts as crossed-eyed
 GAZE_DEFAULT = ((-0.22, 0.22), (-0.12, 0.12))  # iris range (x, y) when a model records none
+SKETCH_MARGIN = 0.1  # eye widths a sketch's iris may go past the target's range to make the output reach it
 
 
 class CanonicalFrame:
@@ -184,6 +188,42 @@ def measure_coverage(faces_px: np.ndarray, neutral_px: np.ndarray, *, low: float
     return Coverage(gaze, pose)
 
 
+@dataclass(frozen=True)
+class GazeResponse:
+    """How a generator draws the horizontal iris position its sketch gives, per eye:
+    output = gain * sketch + offset (``iris_position`` units), as Face Mesh reads it off
+    the generated face. A generator trained briefly on a crossed-eyed clip pulls both
+    irises toward that clip's typical (crossed) look; inverting its response puts the
+    output's irises where the driver's are. Identity when a model records none."""
+
+    gain: dict = field(default_factory=lambda: {eye: 1.0 for eye in EYES})
+    offset: dict = field(default_factory=lambda: {eye: 0.0 for eye in EYES})
+
+    def sketch_x(self, eye: str, wanted: float) -> float:
+        """The sketch's horizontal iris position that gives ``wanted`` in the output."""
+        return (wanted - self.offset[eye]) / self.gain[eye]
+
+    def to_dict(self) -> dict:
+        return {eye: {"gain": float(self.gain[eye]), "offset": float(self.offset[eye])} for eye in EYES}
+
+    @staticmethod
+    def from_dict(d: dict | None) -> "GazeResponse":
+        """From an untrusted record; identity when there is none. The gain must be in
+        [0.3, 3] and the offset within ±0.3 eye widths, or ValueError names the eye."""
+        if not d:
+            return GazeResponse()
+        gain, offset = {}, {}
+        for eye in EYES:
+            try:
+                g, o = float(d[eye]["gain"]), float(d[eye]["offset"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"gaze response of the {eye} eye is malformed ({e})") from None
+            if not (0.3 <= g <= 3.0 and abs(o) <= 0.3):  # NaN fails both
+                raise ValueError(f"gaze response of the {eye} eye is out of range (gain {g}, offset {o})")
+            gain[eye], offset[eye] = g, o
+        return GazeResponse(gain, offset)
+
+
 # ---------------------------------------------------------------- the retargeter
 
 def _scale_similarity(sim: Similarity, amount: float) -> Similarity:
@@ -217,10 +257,10 @@ class Retargeter:
     """
 
     def __init__(self, target_neutral_px: np.ndarray, driver_neutral_px: np.ndarray, gains: Gains = Gains(),
-                 coverage: Coverage | None = None) -> None:
+                 coverage: Coverage | None = None, response: GazeResponse = GazeResponse()) -> None:
         self.target = CanonicalFrame(target_neutral_px)
         self.driver = CanonicalFrame(driver_neutral_px)
-        self.gains, self.coverage = gains, coverage
+        self.gains, self.coverage, self.response = gains, coverage, response
         self._g = gains.per_point() * _feature_ratios(self.target.neutral, self.driver.neutral)
         n = self.target.neutral
         self._rings = {eye: n[EYES[eye][1]] - n[EYES[eye][0]] for eye in EYES}
@@ -235,7 +275,11 @@ class Retargeter:
         target = self.target.neutral + self._g * (free - self.driver.neutral)
         for eye, ((xlo, xhi), (ylo, yhi)) in self._gaze.items():
             x, y = iris_position(free, eye)
-            place_iris(target, eye, np.array([np.clip(x, xlo, xhi), np.clip(y, ylo, yhi)]), self._rings[eye])
+            # The *output's* iris stays within the target's range; the sketch asks for the
+            # position the generator draws there, at most SKETCH_MARGIN past what it was
+            # trained on (it extrapolates cleanly that far).
+            x = np.clip(self.response.sketch_x(eye, np.clip(x, xlo, xhi)), xlo - SKETCH_MARGIN, xhi + SKETCH_MARGIN)
+            place_iris(target, eye, np.array([x, np.clip(y, ylo, yhi)]), self._rings[eye])
         target = self._limit(_scale_similarity(pose, self.gains.head_motion)).apply(target)
         return self.target.to_pixels(target).astype(np.float32)
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.geometry import viewer_signals
-from models.retarget import EYES, Coverage, Gains, Retargeter, estimate_neutral, iris_position, place_iris, soft_limit
+from models.retarget import (EYES, SKETCH_MARGIN, Coverage, Gains, GazeResponse, Retargeter, estimate_neutral, iris_position, place_iris,
+                             soft_limit)
 from tests.conftest import DRIVER_CLIPS, TARGET_CLIP, read_landmarks
 
 TARGET = FaceShape(1.0, 1.0)
@@ -71,6 +72,53 @@ def test_gaze_is_kept_within_what_the_target_shows():
     dn = face(shape=WIDE, iod=80)
     out = Retargeter(face(iod=120), dn, coverage=cover).retarget(look(dn, 0.3, 0.3))  # far to one side
     assert viewer_signals(out[None])["gaze"][0] == pytest.approx(0.1, abs=0.01)
+
+
+ANY_POSE = {k: (-1e9, 1e9) for k in ("yaw", "pitch", "roll", "tx", "ty", "scale")}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.6, 1.5), st.floats(-0.04, 0.04), st.floats(-0.1, 0.1), st.floats(-0.1, 0.1))
+def test_with_a_gaze_response_the_drawn_iris_lands_where_the_drivers_is(gain, offset, right, left):
+    """A generator that draws each iris at gain * (the sketch's position) + offset: the
+    sketch asks for the position that puts the drawn iris on the driver's own."""
+    response = GazeResponse({e: gain for e in EYES}, {e: offset for e in EYES})
+    cover = Coverage(gaze={e: ((-0.2, 0.2), (-0.2, 0.2)) for e in EYES}, pose=ANY_POSE)
+    dn = face(shape=WIDE, iod=80)
+    sketch = Retargeter(face(iod=120), dn, coverage=cover, response=response).retarget(look(dn, right, left))
+    for eye, wanted in (("right", right), ("left", left)):
+        assert gain * iris_position(sketch, eye)[0] + offset == pytest.approx(wanted, abs=0.01)
+
+
+@pytest.mark.parametrize("gain, offset", [(0.7, 0.03), (0.5, -0.05), (0.3, 0.0)])
+def test_with_a_gaze_response_the_drawn_gaze_stays_in_the_targets_range(gain, offset):
+    """The range clamps what the viewer sees, and the sketch goes at most SKETCH_MARGIN
+    past what the generator was trained on, however weak its response."""
+    response = GazeResponse({e: gain for e in EYES}, {e: offset for e in EYES})
+    cover = Coverage(gaze={e: ((-0.1, 0.1), (-0.1, 0.1)) for e in EYES}, pose=ANY_POSE)
+    dn = face(shape=WIDE, iod=80)
+    sketch = Retargeter(face(iod=120), dn, coverage=cover, response=response).retarget(look(dn, 0.3, 0.3))  # far to one side
+    for eye in EYES:
+        x = iris_position(sketch, eye)[0]
+        assert x <= 0.1 + SKETCH_MARGIN + 1e-6
+        if (0.1 - offset) / gain <= 0.1 + SKETCH_MARGIN:  # reachable: drawn exactly at the bound
+            assert gain * x + offset == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("record, named", [
+    ({"right": {"gain": float("nan"), "offset": 0.0}, "left": {"gain": 1.0, "offset": 0.0}}, "right"),
+    ({"right": {"gain": 1.0, "offset": 0.0}, "left": {"gain": 0.0, "offset": 0.0}}, "left"),
+    ({"right": {"gain": 1.0, "offset": 0.5}, "left": {"gain": 1.0, "offset": 0.0}}, "right"),
+    ({"right": {"gain": 1.0, "offset": 0.0}}, "left"),
+    ({"right": "fast", "left": {"gain": 1.0, "offset": 0.0}}, "right"),
+])
+def test_a_bad_gaze_response_record_is_refused_naming_the_eye(record, named):
+    with pytest.raises(ValueError, match=f"{named} eye"):
+        GazeResponse.from_dict(record)
+
+
+def test_no_gaze_response_record_means_the_sketch_is_drawn_as_asked():
+    assert GazeResponse.from_dict(None).sketch_x("left", 0.07) == 0.07
 
 
 @given(st.floats(-50, 50), st.floats(-30, 30), st.floats(0.0, 10), st.floats(0.1, 3))

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.artifact import ArtifactError, load_model_dir
 from models.config import ModelConfig, TrainConfig
@@ -157,9 +159,12 @@ def test_sigterm_saves_and_resume_finishes(puppet_dataset, tmp_path):
 def test_export_parity_metadata_and_verification(puppet_dataset, tmp_path):
     out = tmp_path / "m"
     run(puppet_dataset, out, tiny(steps=2))
-    report = export(out, log=lambda s: None)
+    lines = []
+    report = export(out, log=lines.append)
     assert report["fp32"]["max_abs_err"] < 1e-3 and report["fp16"]["mean_abs_err"] < 1e-2
     model = load_model_dir(out)
+    # Two steps draw no face Face Mesh can read: no gaze response is recorded, and the log says so.
+    assert "gaze_response" not in model.meta and any("live takes the sketch's irises as drawn" in s for s in lines)
     assert {"generator_fp16.onnx", "generator_fp32.onnx"} <= set(model.meta["files"])
     assert model.meta["export"]["parity"]["fp16"]["max_abs_err"] == report["fp16"]["max_abs_err"]
     import onnx
@@ -250,3 +255,39 @@ def test_torchrun_trains_with_ddp(puppet_dataset, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "x2" in res.stdout  # the run reported two processes
     assert load_model_dir(out).meta["provenance"]["steps"] == 3
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.4, 2.0), st.floats(-0.1, 0.1))
+def test_the_gaze_response_fit_recovers_how_a_generator_draws_irises(gain, offset):
+    from models.retarget import EYES
+    from training.export import fit_gaze_response
+
+    asked = {eye: list(np.linspace(-0.1, 0.1, 21)) for eye in EYES}
+    drawn = {eye: [gain * x + offset + 0.002 * (-1) ** i for i, x in enumerate(asked[eye])] for eye in EYES}  # a little read noise
+    response, line = fit_gaze_response(asked, drawn)
+    for eye in EYES:
+        assert response.gain[eye] == pytest.approx(gain, abs=0.05) and response.offset[eye] == pytest.approx(offset, abs=0.01)
+        assert response.sketch_x(eye, gain * 0.05 + offset) == pytest.approx(0.05, abs=0.01)
+
+
+def test_a_generator_that_ignores_the_sketchs_irises_gets_no_gaze_response():
+    from models.retarget import EYES
+    from training.export import fit_gaze_response
+
+    rng = np.random.default_rng(0)
+    asked = {eye: list(np.linspace(-0.1, 0.1, 21)) for eye in EYES}
+    response, line = fit_gaze_response(asked, {eye: list(rng.normal(0.03, 0.02, 21)) for eye in EYES})
+    assert response is None and "does not follow its sketch" in line
+    response, line = fit_gaze_response({eye: [0.0, 0.1] for eye in EYES}, {eye: [0.0, 0.1] for eye in EYES})
+    assert response is None and "only 2" in line
+
+
+def test_a_model_with_a_bad_gaze_response_is_refused_by_name(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=1))
+    meta = json.loads((out / "model.json").read_text())
+    meta["gaze_response"] = {"right": {"gain": 1.0, "offset": 0.0}, "left": {"gain": "NaN", "offset": 0.0}}
+    (out / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="model.json: gaze response of the left eye"):
+        load_model_dir(out)

@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
 from models.artifact import ModelDir, load_generator, load_model_dir, write_model_json
 from models.files import atomic_path
-from models.pixels import images_to_tensor
+from models.pixels import images_to_tensor, tensor_to_images
+from models.retarget import EYES, GazeResponse, iris_position, place_iris
 from models.sketch import render_sketch
 from models.unet import UNetGenerator
 from models.errors import ModelError
@@ -105,6 +107,10 @@ def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict
     for precision in ("fp32", "fp16"):
         report[precision] = _export_one(g, model, x, ref, precision, log)
     meta["export"] = {"opset": OPSET, "parity": report, "torch": torch.__version__}
+    meta.pop("gaze_response", None)
+    response = measure_gaze_response(g, model, log=log)
+    if response is not None:
+        meta["gaze_response"] = response.to_dict()
     write_model_json(model.path, meta, kept + list(ONNX_FILES))
     return report
 
@@ -133,3 +139,73 @@ def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndar
             raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
         size = tmp.stat().st_size
     return {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean, "bytes": size}
+
+
+# ---------------------------------------------------------------- how the generator draws gaze
+
+def gaze_sweep(contract, steps: int = 7) -> list[tuple[dict, np.ndarray]]:
+    """(asked, points) pairs: the target's neutral (source pixels, (478, 3)) with its
+    irises moved across the covered horizontal range, each gaze at three vergences so
+    the two eyes' positions vary independently. ``asked``: eye -> horizontal position."""
+    neutral = contract.neutral_px.astype(np.float64)
+    cover = contract.coverage.gaze if contract.coverage is not None else None
+    lo = max(cover[eye][0][0] for eye in EYES) if cover else -0.1
+    hi = min(cover[eye][0][1] for eye in EYES) if cover else 0.1
+    rings = {eye: neutral[EYES[eye][1]] - neutral[EYES[eye][0]] for eye in EYES}
+    out = []
+    for gaze in np.linspace(lo, hi, steps):
+        for vergence in (-0.06, 0.0, 0.06):
+            # right eye: + is toward the nose; left eye: + is away from it
+            asked = {"right": float(gaze + vergence / 2), "left": float(gaze - vergence / 2)}
+            pts = neutral.copy()
+            for eye in EYES:
+                place_iris(pts, eye, np.array([asked[eye], iris_position(neutral, eye)[1]]), rings[eye])
+            out.append((asked, pts))
+    return out
+
+
+def fit_gaze_response(asked: dict, drawn: dict) -> tuple[GazeResponse | None, str]:
+    """Fit drawn = gain * asked + offset per eye (eye -> positions). Returns the response
+    and a line for the log; None where the generator does not follow its sketch cleanly
+    (fewer than 10 samples, r below 0.9, or a gain or offset out of range)."""
+    fit = {}
+    for eye in EYES:
+        x, y = np.asarray(asked[eye], np.float64), np.asarray(drawn[eye], np.float64)
+        if len(x) < 10 or np.std(x) < 1e-6:
+            return None, f"gaze response: only {len(x)} generated faces were found; live takes the sketch's irises as drawn"
+        gain, offset = np.polyfit(x, y, 1)
+        r = float(np.corrcoef(x, y)[0, 1]) if np.std(y) > 1e-9 else 0.0
+        if not (r >= 0.9 and 0.3 <= gain <= 3.0 and abs(offset) <= 0.3):
+            return None, (f"gaze response: the {eye} eye does not follow its sketch cleanly (r {r:.2f}, gain {gain:.2f}); "
+                          "live takes the sketch's irises as drawn")
+        fit[eye] = (float(gain), float(offset))
+    line = "gaze response (output = gain * sketch + offset): " + ", ".join(f"{e} eye {g:.2f} * x {o:+.3f}" for e, (g, o) in fit.items())
+    return GazeResponse({e: f[0] for e, f in fit.items()}, {e: f[1] for e, f in fit.items()}), line
+
+
+def measure_gaze_response(g: torch.nn.Module, model: ModelDir, *, log: Callable[[str], None] = print) -> GazeResponse | None:
+    """Where the generator draws each iris against where its sketch puts it, read by Face
+    Mesh off the generated faces of ``gaze_sweep`` and fitted by ``fit_gaze_response``.
+
+    Why: a generator trained briefly on a crossed-eyed clip draws irises pulled toward
+    that clip's usual look; live inverts this fit so the output looks where the driver
+    looks. None (live then takes the sketch as drawn) when the fit fails; ``log`` says why."""
+    from models.landmarks import FaceMeshDetector
+
+    c = model.contract
+    asked, drawn = {eye: [] for eye in EYES}, {eye: [] for eye in EYES}
+    pad = c.sketch.height // 2  # Face Mesh's detector wants room around a face
+    with FaceMeshDetector(tracking=False) as detector, torch.no_grad():
+        for want, pts in gaze_sweep(c):
+            sketch = render_sketch(c.framing.apply(pts).astype(np.float32), c.sketch)
+            face = tensor_to_images(g(images_to_tensor(sketch[None])))[0]
+            found = detector.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+            if found is None:
+                continue
+            out = found.pixels().astype(np.float64)
+            for eye in EYES:
+                asked[eye].append(want[eye])
+                drawn[eye].append(iris_position(out, eye)[0])
+    response, line = fit_gaze_response(asked, drawn)
+    log(line)
+    return response
