@@ -238,14 +238,16 @@ class Pipeline:
 
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
                  landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
-                 light_engine: Engine | None = None) -> None:
+                 light_engine: Engine | None = None, light_response: GazeResponse | None = None) -> None:
         spec = model.contract.sketch
         for e in (engine, light_engine):
             if e is not None and tuple(e.shape) != (spec.height, spec.width, 3):
                 raise ValueError(f"engine expects {e.shape} sketches but the model's spec is {spec.width}x{spec.height}")
         self.engine, self.light_engine, self.detector, self.clock = engine, light_engine, detector, clock
         self.contract = model.contract
-        self.gaze_response = GazeResponse.from_dict(model.meta.get("gaze_response"))  # checked when the model loaded
+        # How each rung's generator draws gaze (measured at export; checked when the model loaded).
+        self.gaze_response = GazeResponse.from_dict(model.meta.get("gaze_response"))
+        self.light_response = light_response or GazeResponse()
         self.target_neutral = model.contract.neutral_px.astype(np.float64)
         self.gains = Gains(live.gain_mouth, live.gain_eyes, live.gain_brows, live.gain_rest, live.head_motion)
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
@@ -283,8 +285,7 @@ class Pipeline:
 
     def _retargeter(self) -> Retargeter:
         if self.retargeter is None:
-            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage,
-                                         self.gaze_response)
+            self.retargeter = Retargeter(self.target_neutral, self.calibration.neutral, self.gains, self.contract.coverage)
         return self.retargeter
 
     @property
@@ -317,7 +318,7 @@ class Pipeline:
         self._last_px = px
         t2 = clock()
         t["smoothing"] = t2 - t1
-        target = self._target(frame.time, px)
+        target = self._target(frame.time, px, self.light_response if light and self.light_engine is not None else self.gaze_response)
         t3 = clock()
         t["retarget"] = t3 - t2
         sketch = None
@@ -338,13 +339,14 @@ class Pipeline:
         return None if lm is None else lm.pixels().astype(np.float64)
 
     @per_frame
-    def _target(self, t: float, px: np.ndarray | None) -> np.ndarray | None:
-        """The target landmarks to draw: driven by ``px``, or held/eased by the no-face policy."""
+    def _target(self, t: float, px: np.ndarray | None, response: GazeResponse) -> np.ndarray | None:
+        """The target landmarks to draw: driven by ``px`` (for a generator with this gaze
+        ``response``), or held/eased by the no-face policy."""
         driven = None
         if px is not None:
             if self.calibration.add(t, px):
                 self.retargeter = None
-            driven = self._retargeter().retarget(px).astype(np.float64)
+            driven = self._retargeter().retarget(px, response=response).astype(np.float64)
         return self.face.blend(t, driven, self._last_target, self.target_neutral)
 
     @per_frame

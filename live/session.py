@@ -25,7 +25,8 @@ from live.trust import Badge, Watermarker
 from models.artifact import LIGHT_RUNG, ModelDir, load_model_dir
 from models.config import AudioConfig, CaptureConfig, LandmarksConfig, LiveConfig, OutputConfig
 from models.files import atomic_write_text
-from models.landmarks import FaceMeshDetector
+from models.landmarks import FaceCropTracker, FaceMeshDetector
+from models.retarget import GazeResponse
 
 
 @dataclass
@@ -207,10 +208,11 @@ def open_pipeline(stack: contextlib.ExitStack, model: ModelDir, live: LiveConfig
     if light is not None:
         light_engine = create_engine(light, live.engine, log=log, cpu_threads=live.cpu_threads)
         stack.callback(light_engine.close)
-    detector = stack.enter_context(FaceMeshDetector(tracking=True, min_detection_confidence=landmarks.min_detection_confidence,
-                                                    min_presence=landmarks.min_presence))
+    gates = dict(min_detection_confidence=landmarks.min_detection_confidence, min_presence=landmarks.min_presence)
+    detector = stack.enter_context(FaceCropTracker(side=landmarks.crop_size, **gates) if landmarks.crop else FaceMeshDetector(tracking=True, **gates))
     return Pipeline(model, engine, detector, live=live, landmarks=landmarks, out_size=out_size, clock=time.perf_counter,
-                    light_engine=light_engine)
+                    light_engine=light_engine,
+                    light_response=GazeResponse.from_dict(light.meta.get("gaze_response")) if light_engine is not None else None)
 
 
 def light_rung(model: ModelDir) -> ModelDir | None:

@@ -57,6 +57,8 @@ class LandmarksConfig:
     min_cutoff: float = _f(1.5, lo=0.01, hi=100.0, doc="One Euro: Hz; lower = steadier when still")
     beta: float = _f(0.3, lo=0.0, hi=100.0, doc="One Euro: higher = less lag when moving fast")
     d_cutoff: float = _f(1.0, lo=0.01, hi=100.0)
+    crop: bool = _f(True, doc="live: Face Mesh on a face-sized crop, not the whole frame (faster on large frames)")
+    crop_size: int = _f(256, lo=64, hi=1024, doc="pixels square of that crop")
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,89 @@ class FaceMeshDetector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FaceCropTracker:
+    """Face Mesh on a face-sized crop instead of the whole frame (live's detector).
+
+    Face Mesh's cost grows with the image it is given, whatever the face's size: on a
+    slow-class core, tracking a face in a 1280x720 webcam frame takes ~15 ms, in a
+    256x256 crop around the same face ~9 ms, with landmarks within 0.003 IOD of the
+    whole frame's. So once a face is found (by ``finder``, still-image mode, on the whole
+    frame), ``tracker`` (video mode) follows it in a square window ``scale`` times the
+    face's size, resampled to ``side`` pixels. The window moves only when the face
+    leaves its middle or changes size by 20 %, so Face Mesh's own tracking sees a steady
+    picture; a lost face sends the next frame back to the finder.
+
+    ``finder``/``tracker`` default to Face Mesh; tests give doubles. Same contract as
+    ``LandmarkDetector``: landmarks in the whole frame's normalised coordinates.
+    """
+
+    def __init__(self, *, side: int = 256, scale: float = 1.8, finder: LandmarkDetector | None = None,
+                 tracker: LandmarkDetector | None = None, min_detection_confidence: float = 0.5, min_presence: float = 0.5) -> None:
+        if side < 64 or scale < 1.2:
+            raise ValueError(f"FaceCropTracker: need side >= 64 and scale >= 1.2, got {side}, {scale}")
+        args = dict(min_detection_confidence=min_detection_confidence, min_presence=min_presence)
+        self.finder = finder or FaceMeshDetector(tracking=False, **args)
+        self.tracker = tracker or FaceMeshDetector(tracking=True, **args)
+        self.side, self.scale = side, scale
+        self.window: tuple[float, float, float] | None = None  # (x0, y0, size) in frame pixels
+        self.moves = 0  # how often the window moved (for tests and benchmarks)
+
+    def detect(self, image: np.ndarray) -> Landmarks | None:
+        """Landmarks of the face in ``image`` (BGR uint8 (H, W, 3)), or None."""
+        import cv2
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"detect() needs a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        if self.window is None:
+            found = self.finder.detect(image)
+            if found is not None:
+                self._place(found.pixels())
+            return found
+        x0, y0, size = self.window
+        k = self.side / size
+        to_crop = np.array([[k, 0.0, -x0 * k], [0.0, k, -y0 * k]])
+        crop = cv2.warpAffine(image, to_crop, (self.side, self.side), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        found = self.tracker.detect(crop)
+        if found is None:
+            self.window = None  # the next frame searches the whole image
+            return None
+        px = found.pixels().astype(np.float64) / k  # z scales with x
+        px[:, 0] += x0
+        px[:, 1] += y0
+        self._follow(px)
+        return Landmarks.from_pixels(px, (w, h), inside_fraction(px[:, :2] / np.array([w, h])))
+
+    def _box(self, px: np.ndarray) -> tuple[np.ndarray, float]:
+        lo, hi = px[:, :2].min(axis=0), px[:, :2].max(axis=0)
+        return (lo + hi) / 2, float((hi - lo).max()) * self.scale
+
+    def _place(self, px: np.ndarray) -> None:
+        centre, size = self._box(px)
+        self.window = (float(centre[0] - size / 2), float(centre[1] - size / 2), max(size, 16.0))
+
+    def _follow(self, px: np.ndarray) -> None:
+        centre, size = self._box(px)
+        x0, y0, s = self.window
+        off_centre = np.abs(centre - (x0 + s / 2, y0 + s / 2)).max() > 0.125 * s
+        if off_centre or abs(np.log(max(size, 1e-6) / s)) > 0.2:
+            self._place(px)
+            self.moves += 1
+
+    def reset(self) -> None:
+        self.window = None
+        self.finder.reset()
+        self.tracker.reset()
+
+    def close(self) -> None:
+        self.finder.close()
+        self.tracker.close()
+
+    def __enter__(self) -> "FaceCropTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

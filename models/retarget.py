@@ -268,7 +268,10 @@ class Retargeter:
         self.limited: dict[str, float] = {}
 
     @per_frame
-    def retarget(self, driver_px: np.ndarray) -> np.ndarray:
+    def retarget(self, driver_px: np.ndarray, *, response: GazeResponse | None = None) -> np.ndarray:
+        """``response``: the gaze response of the generator this frame goes to, when it is
+        not the one given at construction (live's lighter rung has its own)."""
+        response = response or self.response
         d = self.driver.to_canonical(driver_px)
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
         free = pose.invert(d)
@@ -278,7 +281,7 @@ class Retargeter:
             # The *output's* iris stays within the target's range; the sketch asks for the
             # position the generator draws there, at most SKETCH_MARGIN past what it was
             # trained on (it extrapolates cleanly that far).
-            x = np.clip(self.response.sketch_x(eye, np.clip(x, xlo, xhi)), xlo - SKETCH_MARGIN, xhi + SKETCH_MARGIN)
+            x = np.clip(response.sketch_x(eye, np.clip(x, xlo, xhi)), xlo - SKETCH_MARGIN, xhi + SKETCH_MARGIN)
             place_iris(target, eye, np.array([x, np.clip(y, ylo, yhi)]), self._rings[eye])
         target = self._limit(_scale_similarity(pose, self.gains.head_motion)).apply(target)
         return self.target.to_pixels(target).astype(np.float32)

@@ -9,7 +9,7 @@ from models.puppet import PuppetPose, place, puppet_points, render_puppet
 from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource
 from models import topology as T
 from models.geometry import expression, interocular
-from models.landmarks import FaceMeshDetector, Landmarks, LandmarkDetector
+from models.landmarks import FaceCropTracker, FaceMeshDetector, Landmarks, LandmarkDetector
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,39 @@ def test_tracking_mode_follows_a_video(tmp_path):
             truth = src.points(f.index)
             errs.append(np.linalg.norm(lm.pixels()[:468, :2] - truth[:468, :2], axis=1).mean() / interocular(truth))
     assert np.median(errs) < 0.08
+
+
+def webcam_frame(centre, iod=90.0, pose=PuppetPose(), size=(1280, 720)):
+    """The puppet placed in a webcam-sized frame: (its points, the image)."""
+    pts = place(puppet_points(pose, TARGET_SHAPE), iod_px=iod, center=centre)
+    return pts, render_puppet(pts, size, TARGET_SHAPE)
+
+
+def test_the_crop_tracker_is_as_accurate_as_the_whole_frame_as_the_face_crosses_a_webcam_frame():
+    """A face walking fast across a 1280x720 frame and growing: the crop tracker follows
+    it (moving its window), as close to the drawn points as Face Mesh on the whole frame."""
+    path = [((300 + 22 * i, 330 + 2 * i), 80 + 1.5 * i) for i in range(30)]
+    errors = {"crop": [], "whole": []}
+    with FaceCropTracker() as crop, FaceMeshDetector(tracking=True) as whole:
+        assert isinstance(crop, LandmarkDetector)
+        for centre, iod in path:
+            truth, image = webcam_frame(centre, iod)
+            for name, detector in (("crop", crop), ("whole", whole)):
+                found = detector.detect(image)
+                assert found is not None and found.image_size == (1280, 720)
+                errors[name].append(np.linalg.norm(found.pixels()[:468, :2] - truth[:468, :2], axis=1).mean() / interocular(truth))
+        assert crop.moves >= 3  # 640 px across: the window had to follow
+    assert np.median(errors["crop"]) <= np.median(errors["whole"]) + 0.005, errors
+    assert max(errors["crop"]) < 0.08, errors  # the frame after a window move included
+
+
+def test_the_crop_tracker_loses_a_face_that_leaves_and_finds_it_again_elsewhere():
+    with FaceCropTracker() as crop:
+        assert crop.detect(webcam_frame((400, 360))[1]) is not None and crop.window is not None
+        assert crop.detect(np.full((720, 1280, 3), 60, np.uint8)) is None and crop.window is None  # gone: search the whole frame next
+        truth, image = webcam_frame((950, 300))
+        found = crop.detect(image)
+        assert found is not None
+        assert np.linalg.norm(found.pixels()[:468, :2] - truth[:468, :2], axis=1).mean() / interocular(truth) < 0.1
+        with pytest.raises(ValueError, match="BGR uint8"):
+            crop.detect(np.zeros((720, 1280), np.uint8))
