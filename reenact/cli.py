@@ -15,13 +15,15 @@ from models.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ReenactError
 DEFAULT_CONFIG = "config.toml"
 
 
-def settings(args: argparse.Namespace) -> Config:
+def settings(args: argparse.Namespace, preset: str | None = None) -> Config:
     """``--config`` (default ./config.toml when present, else built-in defaults), a
-    model ``--preset`` where the command has one, then the ``--set`` overrides."""
+    model preset (``preset``, else ``--preset`` where the command has one; "auto" is
+    resolved by the command itself), then the ``--set`` overrides."""
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
-    return load_config(path, args.set or [], preset=getattr(args, "preset", None))
+    preset = preset or getattr(args, "preset", None)
+    return load_config(path, args.set or [], preset=None if preset == "auto" else preset)
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; reenact reports what matters
     try:
         args = build_parser().parse_args(argv)  # inside: Ctrl-C while the libraries load is 130 too
+        args.settings_for = lambda preset: settings(args, preset)  # for a command that resolves --preset auto itself
         return args.func(args, settings(args))
     except KeyboardInterrupt:
         print("reenact: interrupted", file=sys.stderr)

@@ -291,3 +291,28 @@ def test_a_model_with_a_bad_gaze_response_is_refused_by_name(puppet_dataset, tmp
     (out / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="model.json: gaze response of the left eye"):
         load_model_dir(out)
+
+
+def test_without_a_gpu_train_picks_the_cpu_preset_says_so_and_predicts_its_wall_time(puppet_dataset, tmp_path, monkeypatch, capsys):
+    from models.config import PRESET_TRAINING, PRESETS
+    from reenact.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "m"
+    code = main(["train", str(puppet_dataset), "--out", str(out), "--quiet", "--set", "model.size=64", "--set", "model.depth=6",
+                 "--set", "train.steps=16", "--set", "train.batch_size=2", "--set", "train.val_frames=2"])
+    said = capsys.readouterr().out
+    assert code == 0
+    assert "training the cpu preset (no CUDA GPU" in said and "--preset full forces" in said
+    assert "it/s on this machine: the remaining 3 steps take about" in said
+    generator = load_model_dir(out).meta["generator"]
+    assert generator["ngf"] == PRESETS["cpu"]["ngf"] and generator["upsample"] == PRESETS["cpu"]["upsample"]
+    assert load_checkpoint(out / "checkpoint.pt")["train"]["ndf"] == PRESET_TRAINING["cpu"]["ndf"]
+
+
+def test_auto_preset_is_full_with_a_gpu_and_cpu_for_a_student():
+    from training.commands import auto_preset
+
+    assert auto_preset(teacher=False, gpu=True)[0] == "full"
+    assert auto_preset(teacher=False, gpu=False)[0] == "cpu"
+    assert auto_preset(teacher=True, gpu=True)[0] == "cpu"

@@ -1,5 +1,6 @@
 """Landmark latency per frame (Face Mesh, tracking mode) on a real clip, at the clip's
-own size and letterboxed into 1280x720 like a webcam frame.
+own size and letterboxed into 1280x720 like a webcam frame: on the whole frame, and
+on a face-sized crop as live does (``FaceCropTracker``), interleaved per size.
 
     .venv/bin/python tools/bench_landmarks.py ../shared/data/faces/target_liveportrait_d6.mp4
 """
@@ -17,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live.stats import summarize_ms  # noqa: E402
-from models.landmarks import FaceMeshDetector  # noqa: E402
+from models.landmarks import FaceCropTracker, FaceMeshDetector  # noqa: E402
 
 
 def to_720p(img: np.ndarray) -> np.ndarray:
@@ -30,9 +31,9 @@ def to_720p(img: np.ndarray) -> np.ndarray:
     return out
 
 
-def run(frames: list[np.ndarray], warmup: int = 30) -> dict:
+def run(frames: list[np.ndarray], warmup: int = 30, crop: bool = False) -> dict:
     times, found = [], 0
-    with FaceMeshDetector(tracking=True) as det:
+    with (FaceCropTracker() if crop else FaceMeshDetector(tracking=True)) as det:
         for i, f in enumerate(frames):
             t0 = time.perf_counter()
             lm = det.detect(f)
@@ -48,10 +49,12 @@ def main(path: str) -> None:
     frames = []
     while (r := cap.read())[0]:
         frames.append(r[1])
-    native = run(frames)
-    hd = run([to_720p(f) for f in frames])
-    print(json.dumps({"clip": Path(path).name, "machine": f"{platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()}",
-                      "native": native, "1280x720": hd}, indent=1))
+    hd_frames = [to_720p(f) for f in frames]
+    report = {"clip": Path(path).name, "machine": f"{platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()}"}
+    for name, clip in (("native", frames), ("1280x720", hd_frames)):
+        report[name] = run(clip)
+        report[f"{name} crop"] = run(clip, crop=True)
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("dataset", metavar="DATASET")
     t.add_argument("--out", metavar="MODEL_DIR", help=f"where the model goes (with --teacher: default TEACHER_DIR/{CPU_TIER})")
     t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
-    t.add_argument("--preset", choices=sorted(PRESETS),
-                   help="generator architecture: full (GPU-sized), cpu (real time on 2 CPU cores) or light (a CPU model's lighter rung)")
+    t.add_argument("--preset", choices=["auto"] + sorted(PRESETS), default="auto",
+                   help="generator architecture: full (GPU-sized), cpu (real time on 2 CPU cores) or light (a CPU model's lighter rung); "
+                        "auto (the default): full with a CUDA GPU, else cpu; with --teacher, cpu")
     t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
                    help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
@@ -90,12 +91,31 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     from training.distill import checkpoint_teacher, distill
     from training.train import train
 
+    if args.preset == "auto" and not args.resume:  # a resumed run keeps the architecture of its checkpoint
+        preset, why = auto_preset(teacher=bool(args.teacher))
+        print(f"training the {preset} preset ({why}; --preset full forces the GPU-sized model)" if preset == "cpu"
+              else f"training the {preset} preset ({why})")
+        cfg = args.settings_for(preset) if hasattr(args, "settings_for") else cfg
+
     if args.teacher or (args.resume and checkpoint_teacher(out)):  # a distillation resumes as one, with its recorded teacher
         summary = distill(args.dataset, out, teacher=args.teacher, drivers=args.drivers or [], model=cfg.model, cfg=cfg.train,
                           resume=args.resume, progress=not args.quiet)
     else:
         summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet)
     return EXIT_INTERRUPTED if summary.get("stopped") else EXIT_OK
+
+
+def auto_preset(*, teacher: bool, gpu: bool | None = None) -> tuple[str, str]:
+    """(preset, why) for ``--preset auto``: a distilled student is a CPU tier; otherwise
+    the GPU-sized model where PyTorch can use a CUDA GPU, else the CPU preset (the full
+    model takes days on a laptop's cores)."""
+    if teacher:
+        return "cpu", "a distilled student is the CPU tier"
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    return ("full", "a CUDA GPU is present") if gpu else ("cpu", "no CUDA GPU: the model live runs on CPU cores, trainable here in minutes, not days")
 
 
 def cmd_export(args: argparse.Namespace, cfg: Config) -> int:

@@ -364,6 +364,10 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         # -- the loop: one discriminator and one generator update per step; the rest on fixed step counts
         while run.step < cfg.steps:
             losses = run.one_step()
+            if run.step == start_step + ETA_WARMUP:
+                t_eta = time.monotonic()  # the first steps are slower (allocation, caches): time from here
+            elif run.step == start_step + ETA_WARMUP + ETA_STEPS and run.main:
+                bar.write(expected_time(ETA_STEPS / max(time.monotonic() - t_eta, 1e-9), cfg.steps - run.step))
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             _on_schedule(run, losses, bar)
@@ -385,6 +389,17 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     if run.main:
         log(f"done: {run.step} steps, {rate:.2f} it/s; model in {run.out}")
     return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
+
+
+ETA_WARMUP, ETA_STEPS = 3, 10  # the expected wall time is measured on steps 4 to 13 of a run
+
+
+def expected_time(rate: float, steps_left: int) -> str:
+    """One line: the measured speed and how long the remaining steps take at it."""
+    left = steps_left / max(rate, 1e-9)
+    h, m = divmod(int(round(left / 60)), 60)
+    ends = time.strftime("%H:%M", time.localtime(time.time() + left))
+    return f"{rate:.2f} it/s on this machine: the remaining {steps_left} steps take about {f'{h} h ' if h else ''}{m} min (until about {ends})"
 
 
 def _on_schedule(run: Run, losses: dict, bar) -> None:
