@@ -188,6 +188,10 @@ CASES = [
     Case("train-missing-dataset", lambda f: ["train", str(f["dir"] / "nods"), "--out", str(f["dir"] / "t4")], 1, "nods"),
     Case("train-out-under-a-file", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "afile" / "m"), "--set",
                                               "model.size=64", "--set", "model.depth=6", "--set", "train.steps=1"], 1, "afile"),
+    Case("train-minutes-zero", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "t5"), "--minutes", "0"], 2,
+         "--minutes must be more than 0", leaves_nothing=lambda f: [f["dir"] / "t5"]),
+    Case("train-minutes-nan", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "t6"), "--minutes", "nan"], 2,
+         "--minutes must be more than 0", leaves_nothing=lambda f: [f["dir"] / "t6"]),
     # -- checkpoints given to `train --resume`
     Case("resume-checkpoint-lacks-keys", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "ck_keys"), "--resume"], 1,
          "opt_g"),

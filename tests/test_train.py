@@ -316,3 +316,39 @@ def test_auto_preset_is_full_with_a_gpu_and_cpu_for_a_student():
     assert auto_preset(teacher=False, gpu=True)[0] == "full"
     assert auto_preset(teacher=False, gpu=False)[0] == "cpu"
     assert auto_preset(teacher=True, gpu=True)[0] == "cpu"
+
+
+def test_a_time_budget_holds_the_rate_then_decays_it_to_zero_at_its_end():
+    from training.train import TimeBudget
+
+    now = [100.0]
+    budget = TimeBudget(2.0, start_step=40, clock=lambda: now[0])  # 120 s
+    assert budget.lr_scale() == 1.0 and not budget.up()
+    now[0] += 30  # a quarter: still the full rate
+    assert budget.lr_scale() == 1.0 and budget.expected_steps(70) == 70 + 90  # 1 step/s so far, 90 s left
+    now[0] += 60  # three quarters: half the rate
+    assert budget.lr_scale() == pytest.approx(0.5)
+    now[0] += 30
+    assert budget.up() and budget.lr_scale() == 0.0
+    with pytest.raises(TrainError, match="positive"):
+        TimeBudget(float("nan"), 0)
+
+
+def test_train_for_minutes_ends_on_time_complete_and_exported_and_resume_adds_minutes(puppet_dataset, tmp_path, capsys):
+    from reenact.cli import main
+
+    out = tmp_path / "m"
+    args = ["train", str(puppet_dataset), "--out", str(out), "--quiet", "--preset", "full", "--set", "model.size=64",
+            "--set", "model.depth=6", "--set", "model.ngf=8", "--set", "train.ndf=8", "--set", "train.batch_size=2",
+            "--set", "train.val_frames=2"]
+    t0 = time.monotonic()
+    assert main(args + ["--minutes", "0.1"]) == 0
+    assert time.monotonic() - t0 < 6 + 30  # 6 s of training, then validation and export
+    said = capsys.readouterr().out
+    assert "training for 0.1 min of wall time" in said and "ready for `reenact live" in said
+    model = load_model_dir(out)
+    first = model.meta["provenance"]["steps"]
+    assert model.meta["provenance"]["complete"] and first >= 1
+    assert {"generator_fp32.onnx", "generator_fp16.onnx"} <= set(model.meta["files"])
+    assert main(args + ["--minutes", "0.05", "--resume"]) == 0
+    assert load_model_dir(out).meta["provenance"]["steps"] > first

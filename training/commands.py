@@ -30,6 +30,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--preset", choices=["auto"] + sorted(PRESETS), default="auto",
                    help="generator architecture: full (GPU-sized), cpu (real time on 2 CPU cores) or light (a CPU model's lighter rung); "
                         "auto (the default): full with a CUDA GPU, else cpu; with --teacher, cpu")
+    t.add_argument("--minutes", type=float, metavar="N",
+                   help="train for N minutes of wall time (at most train.steps), the learning rate decaying to the end; "
+                        "then export, so live can use the model at once. With --resume: N more minutes")
     t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
                    help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
@@ -84,6 +87,8 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         raise UsageError("train needs --out MODEL_DIR")
     if args.drivers and not args.teacher:
         raise UsageError("--drivers goes with --teacher (distillation)")
+    if args.minutes is not None and not (0 < args.minutes <= 60 * 24 * 30):  # NaN fails too
+        raise UsageError(f"--minutes must be more than 0 and at most 43200 (30 days), got {args.minutes:g}")
     # A student lives beside (inside) its teacher: the CPU tier as TEACHER/cpu, a lighter rung as TEACHER/light.
     out = args.out or str(Path(args.teacher) / (LIGHT_RUNG if args.preset == "light" else CPU_TIER))
     check_dataset(args.dataset)  # a wrong dataset or --out is named at once, before torch starts
@@ -99,10 +104,18 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
 
     if args.teacher or (args.resume and checkpoint_teacher(out)):  # a distillation resumes as one, with its recorded teacher
         summary = distill(args.dataset, out, teacher=args.teacher, drivers=args.drivers or [], model=cfg.model, cfg=cfg.train,
-                          resume=args.resume, progress=not args.quiet)
+                          resume=args.resume, progress=not args.quiet, minutes=args.minutes)
     else:
-        summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet)
-    return EXIT_INTERRUPTED if summary.get("stopped") else EXIT_OK
+        summary = train(args.dataset, out, model=cfg.model, cfg=cfg.train, resume=args.resume, progress=not args.quiet,
+                        minutes=args.minutes)
+    if summary.get("stopped"):
+        return EXIT_INTERRUPTED
+    if args.minutes is not None:  # a budgeted run ends ready for live
+        from training.export import export
+
+        export(out)
+        print(f"exported {out}: ready for `reenact live --model {out}`")
+    return EXIT_OK
 
 
 def auto_preset(*, teacher: bool, gpu: bool | None = None) -> tuple[str, str]:

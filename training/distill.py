@@ -172,7 +172,7 @@ def checkpoint_teacher(out: str | Path) -> dict | None:
 
 def distill(dataset_dir: str | Path, out_dir: str | Path, *, teacher: str | Path | None, drivers: list[str], model: ModelConfig,
             cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-            detector_factory=None) -> dict:
+            detector_factory=None, minutes: float | None = None) -> dict:
     """Train a student with ``model``'s architecture that keeps ``teacher``'s contract,
     on the dataset's real pairs plus the teacher's renderings (``teacher_pairs``). On
     ``resume`` without a teacher, the checkpoint's own teacher and drivers are used."""
@@ -202,4 +202,4 @@ def distill(dataset_dir: str | Path, out_dir: str | Path, *, teacher: str | Path
         return ExtraPairs(pairs, cfg.teacher_l1, provenance)
 
     return train(dataset_dir, out_dir, model=dataclasses.replace(model, size=spec.height), cfg=cfg, resume=resume,
-                 progress=progress, log=log, detector_factory=detector_factory, extra=extra)
+                 progress=progress, log=log, detector_factory=detector_factory, extra=extra, minutes=minutes)

@@ -14,6 +14,7 @@ state is in the checkpoint, so on CPU a resumed run matches an uninterrupted one
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -347,30 +348,73 @@ class Run:
             self.detector.close()
 
 
+class TimeBudget:
+    """``--minutes``: train for a wall-clock budget instead of a step count.
+
+    The learning rate is held for the budget's first half, then decays linearly to
+    zero at its end (pix2pix's schedule, on time rather than steps), so the run ends
+    converged whatever the machine's speed; ``expected_steps`` refits the step count to
+    the speed measured so far, for the progress bar. A resumed run gets a new budget,
+    and its schedule starts again."""
+
+    def __init__(self, minutes: float, start_step: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if not (minutes > 0 and math.isfinite(minutes)):
+            raise TrainError(f"--minutes must be a positive number, got {minutes}")
+        self.seconds, self.start_step, self.clock, self.t0 = minutes * 60.0, start_step, clock, clock()
+
+    def fraction(self) -> float:
+        """How much of the budget has passed, 0 to 1."""
+        return min(1.0, (self.clock() - self.t0) / self.seconds)
+
+    def up(self) -> bool:
+        return self.fraction() >= 1.0
+
+    def lr_scale(self) -> float:
+        return min(1.0, 2.0 * (1.0 - self.fraction()))
+
+    def expected_steps(self, step: int) -> int:
+        elapsed = self.clock() - self.t0
+        done = step - self.start_step
+        if done < 1 or elapsed <= 0:
+            return step + 1
+        return step + int((self.seconds - elapsed) * done / elapsed)
+
+
 def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool = False,
           progress: bool = True, log: Callable[[str], None] = print, detector_factory=None,
-          extra: Callable[[Contract, torch.device], ExtraPairs] | None = None) -> dict:
+          extra: Callable[[Contract, torch.device], ExtraPairs] | None = None, minutes: float | None = None) -> dict:
     """Train (or continue training) a model of the dataset's target. Returns a summary.
 
     ``extra`` builds extra pairs (distillation's, see training/distill.py) once the
-    run's contract and device are known."""
+    run's contract and device are known. ``minutes``: train for that much wall time
+    (at most ``cfg.steps`` steps), with the learning rate decaying to its end."""
     from tqdm import tqdm
 
     # -- set up: the run, fresh or from its checkpoint
     run = start_run(dataset_dir, out_dir, model=model, cfg=cfg, resume=resume, extra=extra, detector_factory=detector_factory, log=log)
     stop, start_step, t0 = _StopRequest(), run.step, time.monotonic()
+    budget = TimeBudget(minutes, run.step) if minutes else None
+    if budget is not None and run.main:
+        log(f"training for {minutes:g} min of wall time (at most {cfg.steps} steps); the learning rate decays over the second half")
     bar = tqdm(total=cfg.steps, initial=run.step, desc="train", unit="step", disable=not (progress and run.main), dynamic_ncols=True)
     try:
         # -- the loop: one discriminator and one generator update per step; the rest on fixed step counts
+        _set_lr(run, cfg.lr)  # a checkpoint of a budgeted run holds a decayed rate
         while run.step < cfg.steps:
+            if budget is not None:
+                _set_lr(run, cfg.lr * budget.lr_scale())
             losses = run.one_step()
             if run.step == start_step + ETA_WARMUP:
                 t_eta = time.monotonic()  # the first steps are slower (allocation, caches): time from here
-            elif run.step == start_step + ETA_WARMUP + ETA_STEPS and run.main:
+            elif run.step == start_step + ETA_WARMUP + ETA_STEPS and run.main and budget is None:
                 bar.write(expected_time(ETA_STEPS / max(time.monotonic() - t_eta, 1e-9), cfg.steps - run.step))
+            if budget is not None:
+                bar.total = min(cfg.steps, budget.expected_steps(run.step))
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             _on_schedule(run, losses, bar)
+            if budget is not None and _stop_everywhere(budget.up(), run.world, run.device):
+                break  # the budget is spent: finish below, as after the last step
             if run.step < cfg.steps and _stop_everywhere(stop.requested, run.world, run.device):  # a finished last step completes below
                 run.save()
                 log(f"stopped at step {run.step}; checkpoint saved in {run.checkpoint}; continue with --resume")
@@ -389,6 +433,12 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     if run.main:
         log(f"done: {run.step} steps, {rate:.2f} it/s; model in {run.out}")
     return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
+
+
+def _set_lr(run: Run, lr: float) -> None:
+    for opt in (run.opt_g, run.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = lr
 
 
 ETA_WARMUP, ETA_STEPS = 3, 10  # the expected wall time is measured on steps 4 to 13 of a run
