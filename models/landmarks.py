@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from models.topology import NUM_LANDMARKS
@@ -175,8 +176,6 @@ class FaceCropTracker:
 
     def detect(self, image: np.ndarray) -> Landmarks | None:
         """Landmarks of the face in ``image`` (BGR uint8 (H, W, 3)), or None."""
-        import cv2
-
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"detect() needs a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]

@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         preset, why = auto_preset(teacher=bool(args.teacher))
         print(f"training the {preset} preset ({why}; --preset full forces the GPU-sized model)" if preset == "cpu"
               else f"training the {preset} preset ({why})")
-        cfg = args.settings_for(preset) if hasattr(args, "settings_for") else cfg
+        cfg = args.settings_for(preset)  # the settings again, with the preset under the --set overrides
 
     if args.teacher or (args.resume and checkpoint_teacher(out)):  # a distillation resumes as one, with its recorded teacher
         summary = distill(args.dataset, out, teacher=args.teacher, drivers=args.drivers or [], model=cfg.model, cfg=cfg.train,
