@@ -50,7 +50,8 @@ def open_source(choice: SourceChoice, capture: CaptureConfig) -> tuple[FrameSour
     if choice.kind == "file":
         return VideoFileSource(choice.file, realtime=choice.realtime, loop=choice.loop), None
     frames = None if choice.seconds is None else int(choice.seconds * c.fps)
-    return PuppetSource(seed=c.puppet_seed, shape=DRIVER_SHAPE, size=(640, 480), fps=c.fps, frames=frames, realtime=choice.realtime), None
+    return PuppetSource(seed=c.puppet_seed, shape=DRIVER_SHAPE, size=(640, 480), fps=c.fps, frames=frames, realtime=choice.realtime,
+                       gaze=1.0), None
 
 
 def open_sinks(output: OutputConfig, fps: float, *, virtual_camera: bool, window: bool, record: str,
@@ -131,6 +132,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, setting
             report["audio"] = {**audio.stats.as_dict(), "delay_ms": round(1000 * audio.line.delay / audio.line.samplerate, 2),
                                "device_latency_ms": round(1000 * audio.device_latency_s, 2)}
     report["model"] = str(Path(model_dir))
+    report["model_id"] = model.model_id
     if kept:
         report["fidelity"] = output_fidelity(kept)
     if run.json_path:

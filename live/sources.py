@@ -165,8 +165,8 @@ class PuppetSource(_Base):
 
     def __init__(self, *, seed: int = 1, shape: FaceShape = TARGET_SHAPE, size: tuple[int, int] = (512, 512),
                  fps: float = 30.0, frames: int | None = None, realtime: bool = False, drift: float = 0.06,
-                 turn: float = 1.0) -> None:
-        self.script = PuppetScript(seed, shape, size, fps, drift, turn)
+                 turn: float = 1.0, gaze: float = 0.0) -> None:
+        self.script = PuppetScript(seed, shape, size, fps, drift, turn, gaze)
         self.size, self.fps, self.frames, self.realtime = size, fps, frames, realtime
         self._index = 0
         self._t0: float | None = None
