@@ -19,7 +19,7 @@ from models.terminal import interactive
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     lv = sub.add_parser("live", parents=[common], help="drive the target's face from a camera into a virtual camera")
-    lv.add_argument("--model", required=True, metavar="MODEL_DIR")
+    lv.add_argument("--model", metavar="MODEL_DIR", help="the target's model (default: the built-in character, a made-up face)")
     lv.add_argument("--source", help="camera, puppet, or a video file (default: capture.source)")
     lv.add_argument("--camera", help="camera index or name (default: capture.camera)")
     lv.add_argument("--window", action="store_true", help="also show a preview window with stats")
@@ -46,6 +46,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="check every N-th output with Face Mesh after the run (0: off)")
     b.set_defaults(func=cmd_bench)
 
+    rd = sub.add_parser("render", parents=[common], help="re-enact a recorded driver clip into a video file, with its sound")
+    rd.add_argument("driver", metavar="DRIVER_VIDEO")
+    rd.add_argument("--model", metavar="MODEL_DIR", help="the target's model (default: the built-in character)")
+    rd.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write (H.264, the driver's audio muxed in)")
+    rd.add_argument("--side-by-side", action="store_true", help="driver | sketch | output instead of the output alone")
+    rd.add_argument("--json", metavar="FILE", help="also write the run's report")
+    rd.set_defaults(func=cmd_render)
+
     vf = sub.add_parser("verify", parents=[common], help="does a video carry reenact's watermark, and which model made it?")
     vf.add_argument("video", metavar="VIDEO")
     vf.add_argument("--window", type=int, default=120, help="also read stretches of this many frames")
@@ -67,6 +75,20 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     pp.add_argument("--size", type=int, default=480)
     pp.add_argument("--fps", type=float, default=30.0)
     pp.set_defaults(func=cmd_puppet)
+
+
+def model_or_character(path: str | None) -> str:
+    """``--model``, or the built-in character that ships in the package when none is given."""
+    from models.artifact import builtin_character
+
+    if path:
+        return path
+    character = builtin_character()
+    if not (character / "model.json").is_file():
+        raise UsageError(f"no --model given and the built-in character is missing ({character}); reinstall reenact, "
+                         "or train a model: reenact train DATASET --out MODEL_DIR")
+    print(f"no --model: driving the built-in character, a made-up face ({character})")
+    return str(character)
 
 
 def check_model(path: str, cfg: Config) -> None:
@@ -104,13 +126,14 @@ def terminal_keys(controls) -> None:
 def cmd_live(args: argparse.Namespace, cfg: Config) -> int:
     from live.session import LiveSettings, RunOptions, open_sinks, open_source, run_session, summary_line
 
-    check_model(args.model, cfg)  # a wrong --model is named before any device is opened
+    model = model_or_character(args.model)
+    check_model(model, cfg)  # a wrong --model is named before any device is opened
     source, reopen = open_source(_source_choice(args, cfg), cfg.capture)
     sinks = open_sinks(cfg.output, getattr(source, "fps", cfg.capture.fps), log=print,
                        virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
                        window=cfg.output.window or args.window, record=args.record or cfg.output.record)
     run = RunOptions(threaded=True, max_frames=args.frames, json_path=args.json, mode=Mode(args.view), gain=args.gain, paused=args.paused)
-    report = run_session(args.model, source, sinks, LiveSettings.of(cfg), run, reopen=reopen,
+    report = run_session(model, source, sinks, LiveSettings.of(cfg), run, reopen=reopen,
                          on_controls=terminal_keys if interactive() else None)
     print(summary_line(report))
     print(f"latency report: {args.json}")
@@ -139,6 +162,24 @@ def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
     _write_report(args.json, report)
     print(summary_line(report))
     return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace, cfg: Config) -> int:
+    from live.render import render_video
+    from live.session import LiveSettings, summary_line
+
+    model = model_or_character(args.model)
+    check_model(model, cfg)
+    report = render_video(model, args.driver, args.out, LiveSettings.of(cfg), side_by_side=args.side_by_side,
+                          progress=not args.quiet)
+    _write_report(args.json, report)
+    if report.get("interrupted"):
+        print(f"render interrupted: {args.out} was not written")
+        return EXIT_INTERRUPTED
+    print(summary_line(report))
+    print(f"rendered {report['frames_written']} frames to {args.out} ({report['size'][0]}x{report['size'][1]}, "
+          + ("with the driver's audio)" if report["audio"] else "no audio: the driver has none)"))
+    return EXIT_OK
 
 
 def _bench_av(args: argparse.Namespace, cfg: Config) -> int:

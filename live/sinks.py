@@ -138,6 +138,88 @@ class RecorderSink(_Base):
             self._tmp.replace(self.path)
 
 
+class EncodedVideoSink(_Base):
+    """An H.264 mp4 through ffmpeg (the binary inside imageio-ffmpeg), one frame per
+    ``send`` in order, with the audio of ``audio_from`` muxed in when it has any: frame
+    ``i`` plays at ``i / fps``, as does the audio under it, so they stay in sync.
+
+    For renders that must not look finished before they are: the file is encoded under
+    a hidden ``.partial`` name. ``close()`` ends the encoding; only ``commit()`` gives
+    the file its real name, and ``discard()`` (an interrupted or failed render) deletes
+    it. The caller does one of the two."""
+
+    name = "encoder"
+
+    def __init__(self, path: str | Path, *, size: tuple[int, int], fps: float, audio_from: str | Path | None = None,
+                 crf: int = 18) -> None:
+        import imageio_ffmpeg
+
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial.mp4")
+        self.size, self.fps, self.frames, self._committed = size, float(fps), 0, False
+        self.has_audio = audio_from is not None and has_audio_stream(audio_from)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"encoder: cannot write {str(self.path)!r}: {e.strerror} ({e.filename})") from None
+        # Even sizes for yuv420p; macro_block_size 1 keeps ffmpeg from rescaling what was drawn.
+        self._writer = imageio_ffmpeg.write_frames(
+            str(self._tmp), size, pix_fmt_in="bgr24", fps=self.fps, quality=None, codec="libx264", macro_block_size=1,
+            output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
+            + (["-shortest"] if self.has_audio else []), ffmpeg_log_level="error",
+            audio_path=str(audio_from) if self.has_audio else None, audio_codec="aac" if self.has_audio else None)
+        try:
+            self._writer.send(None)  # starts ffmpeg
+        except (OSError, RuntimeError) as e:
+            self._tmp.unlink(missing_ok=True)
+            raise SinkError(f"encoder: ffmpeg cannot write {str(self.path)!r}: {e}") from None
+    @per_frame
+    def send(self, image: np.ndarray, t_frame: float) -> None:
+        _check(image, self.size, self.name)
+        try:
+            self._writer.send(np.ascontiguousarray(image))
+        except (OSError, RuntimeError) as e:
+            raise SinkError(f"encoder: ffmpeg stopped writing {str(self.path)!r}: {e}") from None
+        self.frames += 1
+
+    def commit(self) -> Path:
+        """Finish the file and give it its real name (the render is complete)."""
+        self.close()
+        self._tmp.replace(self.path)
+        self._committed = True
+        return self.path
+
+    def discard(self) -> None:
+        """Delete the unfinished file (nothing happens after ``commit``)."""
+        if self._committed:
+            return
+        try:
+            self.close()
+        except SinkError:
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except (OSError, RuntimeError) as e:
+                raise SinkError(f"encoder: ffmpeg could not finish {str(self.path)!r}: {e}") from None
+
+
+def has_audio_stream(path: str | Path) -> bool:
+    """Does the media file at ``path`` carry an audio stream? (ffmpeg's own probe.)"""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    res = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    return re.search(r"Stream #\d+:\d+.*: Audio:", res.stderr) is not None
+
+
 class WindowSink(_Base):
     """An OpenCV preview window. ``on_key`` receives each key pressed (as a str)."""
 

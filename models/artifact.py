@@ -128,13 +128,28 @@ class ModelDir:
 
     @property
     def model_id(self) -> str:
-        """8 hex digits naming these weights (in logs, model cards and the watermark)."""
-        return model_id_of(self.meta["files"]["generator.pt"]["sha256"])
+        """8 hex digits naming these weights (in logs, model cards and the watermark):
+        from generator.pt's sha256, or, in a directory packed for CPU cores without it
+        (the built-in character), the ID recorded when it was packed."""
+        if "generator.pt" in self.meta["files"]:
+            return model_id_of(self.meta["files"]["generator.pt"]["sha256"])
+        return self.meta["model_id"]
 
 
 def model_id_of(generator_sha256: str) -> str:
     """A model's ID: the first 8 hex digits of its generator.pt's sha256."""
     return generator_sha256[:8]
+
+
+def _is_model_id(value) -> bool:
+    return isinstance(value, str) and len(value) == 8 and all(c in "0123456789abcdef" for c in value)
+
+
+def builtin_character() -> Path:
+    """The directory of the built-in character, the model that ships inside the package
+    (a made-up face; see models/data/character/model_card.md). Live drives it when no
+    ``--model`` is given."""
+    return Path(__file__).resolve().parent / "data" / "character"
 
 
 def check_model_path(path: str | Path) -> Path:
@@ -167,6 +182,8 @@ def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str,
         GazeResponse.from_dict(meta.get("gaze_response"))  # live builds it again; a bad record fails here, named
     except ValueError as e:
         raise ArtifactError(f"{p / 'model.json'}: {e}") from None
+    if "generator.pt" not in meta["files"] and not _is_model_id(meta.get("model_id")):
+        raise ArtifactError(f"{p / 'model.json'} lists no generator.pt and records no model ID (8 hex digits)")
     for name, rec in meta["files"].items():
         try:
             f = confined(p, name)
