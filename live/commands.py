@@ -32,6 +32,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     lv.add_argument("--frames", type=int, help="stop after this many frames")
     lv.add_argument("--seconds", type=float, help="length of the puppet source")
     lv.add_argument("--json", default="runs/live/latency.json", metavar="FILE", help="latency report written on exit")
+    lv.add_argument("--panel", action="store_true", help="serve the control panel in the browser (address printed at start; [panel])")
     lv.set_defaults(func=cmd_live)
 
     b = sub.add_parser("bench", parents=[common], help="run the live pipeline on a video into a null sink and report latency")
@@ -128,16 +129,40 @@ def cmd_live(args: argparse.Namespace, cfg: Config) -> int:
 
     model = model_or_character(args.model)
     check_model(model, cfg)  # a wrong --model is named before any device is opened
-    source, reopen = open_source(_source_choice(args, cfg), cfg.capture)
-    sinks = open_sinks(cfg.output, getattr(source, "fps", cfg.capture.fps), log=print,
-                       virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
-                       window=cfg.output.window or args.window, record=args.record or cfg.output.record)
-    run = RunOptions(threaded=True, max_frames=args.frames, json_path=args.json, mode=Mode(args.view), gain=args.gain, paused=args.paused)
-    report = run_session(model, source, sinks, LiveSettings.of(cfg), run, reopen=reopen,
-                         on_controls=terminal_keys if interactive() else None)
+    panel = _open_panel(args, cfg, model) if args.panel else None  # a taken port is named before any device opens
+    try:
+        source, reopen = open_source(_source_choice(args, cfg), cfg.capture)
+        fps = getattr(source, "fps", cfg.capture.fps)
+        if panel is not None:
+            panel.fps = fps
+        sinks = open_sinks(cfg.output, fps, log=print, allow_none=panel is not None,
+                           virtual_camera=cfg.output.virtual_camera and not args.no_virtual_camera,
+                           window=cfg.output.window or args.window, record=args.record or cfg.output.record)
+        run = RunOptions(threaded=True, max_frames=args.frames, json_path=args.json, mode=Mode(args.view), gain=args.gain, paused=args.paused)
+
+        def on_controls(controls) -> None:
+            if interactive():
+                terminal_keys(controls)
+            if panel is not None:
+                panel.start(controls)
+
+        report = run_session(model, source, sinks + ([panel.tap] if panel else []), LiveSettings.of(cfg), run, reopen=reopen,
+                             on_controls=on_controls, observer=panel.tap.observe if panel else None)
+    finally:
+        if panel is not None:
+            panel.close()
     print(summary_line(report))
     print(f"latency report: {args.json}")
     return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
+
+
+def _open_panel(args: argparse.Namespace, cfg: Config, model: str):
+    from live.panel import Panel
+
+    info = {"model": str(model), "source": args.source or cfg.capture.source, "camera": args.camera or cfg.capture.camera,
+            "microphone": cfg.audio.input or "default", "audio_enabled": cfg.audio.enabled}
+    return Panel(cfg.panel, args.panel_settings, output_size=(cfg.output.width, cfg.output.height), fps=cfg.capture.fps,
+                 info=info, log=print)
 
 
 def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:

@@ -8,7 +8,9 @@ changes the algorithm's parameters through their own small interfaces
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -18,6 +20,11 @@ from models.retarget import Gains
 KEYS = {"n": "recalibrate", "m": "next view", "+": "more expression", "-": "less expression", "p": "pause", "q": "quit"}
 GAIN_STEP = 0.1
 GAIN_RANGE = (0.0, 3.0)
+# Per-region gains a user may set, each with its [live] key and range (models/config.py).
+REGIONS = {"mouth": ("live.gain_mouth", 3.0), "eyes": ("live.gain_eyes", 3.0), "brows": ("live.gain_brows", 3.0),
+           "head_motion": ("live.head_motion", 2.0)}
+BADGE_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+AUDIO_OFFSET_RANGE = (-500.0, 500.0)
 
 
 class Controls:
@@ -29,6 +36,13 @@ class Controls:
         self.base = pipeline.gains  # the configured per-region gains; the global gain scales their expression part
         self.gain = 1.0
         self.audio_stats = None  # shown in the overlay when audio runs
+        self.audio_controller = None  # the lip-sync delay's controller when audio runs (its offset_s is set here)
+        self.audio_offset_ms = 0.0
+        self.badge_position = "bottom-right"
+        self.rebadge: Callable[[str], Any] | None = None  # position -> a new badge (None: the badge is off)
+        self.outputs: dict[str, "Switchable"] = {}  # sinks the user may start and stop: "virtual-camera", "recording"
+        self.on_change: Callable[[str, Any], None] | None = None  # (config key, value): the panel keeps it
+        self._lock = threading.Lock()  # commands come from the window, the terminal and the panel's threads
 
     # -- commands
     def recalibrate(self) -> None:
@@ -50,9 +64,75 @@ class Controls:
         self.pipeline.set_gains(Gains(b.mouth * self.gain, b.eyes * self.gain, b.brows * self.gain, b.rest, b.head_motion))
         self.log(f"expression gain {self.gain:.1f}")
 
+    def set_region(self, region: str, value: float) -> None:
+        """One region's gain (mouth, eyes, brows) or the head motion, as the config's keys set it."""
+        if region not in REGIONS:
+            raise ValueError(f"unknown region {region!r}; regions: {', '.join(REGIONS)}")
+        key, hi = REGIONS[region]
+        value = float(np.clip(value, 0.0, hi))
+        with self._lock:
+            self.base = dataclasses.replace(self.base, **{region: value})
+            self.set_gain(self.gain)
+        self._changed(key, value)
+
+    def set_audio_offset(self, ms: float) -> None:
+        """Extra audio delay in ms (positive: the voice later), on top of the video latency."""
+        self.audio_offset_ms = float(np.clip(ms, *AUDIO_OFFSET_RANGE))
+        if self.audio_controller is not None:
+            self.audio_controller.offset_s = self.audio_offset_ms / 1000
+        self.log(f"audio offset {self.audio_offset_ms:+.0f} ms" + ("" if self.audio_controller else " (audio is off: kept for next time)"))
+        self._changed("audio.offset_ms", self.audio_offset_ms)
+
+    def set_badge_position(self, position: str) -> None:
+        """Move the disclosure badge to another corner. It can be moved, never removed."""
+        if position not in BADGE_POSITIONS:
+            raise ValueError(f"unknown badge position {position!r}; one of: {', '.join(BADGE_POSITIONS)}")
+        self.badge_position = position
+        if self.rebadge is not None and self.output.badge is not None:
+            self.output.badge = self.rebadge(position)
+        self.log(f"badge: {position}")
+        self._changed("output.badge_position", position)
+
+    def set_output(self, name: str, on: bool) -> None:
+        """Start or stop one of ``outputs`` (the virtual camera, the recording)."""
+        if name not in self.outputs:
+            raise ValueError(f"no output {name!r} here; outputs: {', '.join(self.outputs) or 'none'}")
+        self.outputs[name].set(on)
+
     def toggle_pause(self) -> None:
         self.loop.paused = not self.loop.paused
         self.log("paused" if self.loop.paused else "resumed")
+
+    def set_paused(self, paused: bool) -> None:
+        if bool(paused) != self.loop.paused:
+            self.toggle_pause()
+
+    def _changed(self, key: str, value: Any) -> None:
+        if self.on_change is not None:
+            self.on_change(key, value)
+
+    def state(self) -> dict:
+        """Everything a control surface shows, read from the parts themselves (the
+        pipeline's gains, the output's view), not from what was last asked for."""
+        g = self.pipeline.gains
+        s = self.loop.stats
+        return {
+            "gain": round(self.gain, 3),
+            "regions": {"mouth": round(self.base.mouth, 3), "eyes": round(self.base.eyes, 3), "brows": round(self.base.brows, 3),
+                        "head_motion": round(self.base.head_motion, 3)},
+            "pipeline_gains": {k: round(getattr(g, k), 3) for k in ("mouth", "eyes", "brows", "rest", "head_motion")},
+            "view": self.output.mode.value,
+            "paused": bool(self.loop.paused),
+            "badge_position": self.badge_position,
+            "audio_offset_ms": self.audio_offset_ms,
+            "audio_delay_ms": None if self.audio_controller is None else round(1000 * self.audio_controller.wanted(), 1),
+            "degradation": self.loop.degrader.name,
+            "frames": self.loop.frames,
+            "outputs": {name: o.on for name, o in self.outputs.items()},
+            "stages_ms": {k: _ms(s, k) for k in ("landmarks", "retarget", "sketch", "inference", "compose", "e2e")},
+            "calibration": {"restarts": self.pipeline.calibration.restarts, "completed": self.pipeline.calibration.completed,
+                            "ready": self.pipeline.calibration.ready},
+        }
 
     def quit(self) -> None:
         self.loop.stop()
@@ -78,3 +158,37 @@ class Controls:
             a = self.audio_stats
             lines.append(f"audio: {a.input_overflows} overruns, {a.output_underflows} underruns")
         return lines
+
+
+def _ms(stats, stage: str) -> float | None:
+    """A stage's rolling p50 in ms, None before it has run (JSON has no NaN). The
+    loop's thread appends while another thread reads: a read that meets an append is
+    skipped, not retried."""
+    try:
+        v = stats.rolling_ms(stage)
+    except (RuntimeError, ValueError):
+        return None
+    return None if v != v else round(v, 2)
+
+
+class Switchable:
+    """A sink the user may start and stop while the session runs: ``open()`` makes it,
+    and it joins (or leaves, and is closed) the session's ``FanOut``."""
+
+    def __init__(self, name: str, fan, open_sink: Callable[[], Any], *, log: Callable[[str], None] = print) -> None:
+        self.name, self.fan, self.open_sink, self.log = name, fan, open_sink, log
+        self.sink = None
+
+    @property
+    def on(self) -> bool:
+        return self.sink is not None and self.sink in self.fan.sinks
+
+    def set(self, on: bool) -> None:
+        if on and not self.on:
+            self.sink = self.open_sink()
+            self.fan.add(self.sink)
+            self.log(f"{self.name}: started ({getattr(self.sink, 'device', getattr(self.sink, 'path', ''))})")
+        elif not on and self.sink is not None:
+            sink, self.sink = self.sink, None
+            self.fan.remove(sink)
+            self.log(f"{self.name}: stopped")

@@ -79,9 +79,12 @@ class Calibration:
     frames: list = field(default_factory=list)
     neutral: np.ndarray | None = None
     ready: bool = False
+    restarts: int = 0  # how often it was asked to measure again (the controls' recalibrate)
+    completed: int = 0  # how many neutrals it has measured
 
     def restart(self) -> None:
         self.started, self.frames, self.ready = None, [], False
+        self.restarts += 1
 
     @per_frame
     def add(self, t: float, px: np.ndarray) -> bool:
@@ -93,11 +96,13 @@ class Calibration:
             self.frames = [px]
             if self.seconds <= 0:
                 self.ready = True
+                self.completed += 1
             return True
         self.frames.append(px)
         if t - self.started >= self.seconds:
             self.neutral = estimate_neutral(np.stack(self.frames))
             self.ready, self.frames = True, []
+            self.completed += 1
             return True
         return False
 

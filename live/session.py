@@ -3,6 +3,8 @@ built (``reenact live``, ``reenact bench`` and the demo call in here). Every par
 also constructible on its own, which is how the tests build sessions with fakes."""
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import json
 import time
@@ -55,9 +57,11 @@ def open_source(choice: SourceChoice, capture: CaptureConfig) -> tuple[FrameSour
 
 
 def open_sinks(output: OutputConfig, fps: float, *, virtual_camera: bool, window: bool, record: str,
-               log: Callable[[str], None]) -> list:
+               log: Callable[[str], None], allow_none: bool = False) -> list:
     """The sinks asked for. A virtual camera that cannot open is reported with its
-    fix; the session carries on with the other sinks, and fails only if none is left."""
+    fix; the session carries on with the other sinks, and fails only if none is left
+    (unless ``allow_none``: the control panel shows the output, and can start the
+    virtual camera later)."""
     size = (output.width, output.height)
     sinks, problems = [], []
     openers = [(virtual_camera, lambda: VirtualCameraSink(size=size, fps=fps, device=output.device, backend=output.backend)),
@@ -74,7 +78,7 @@ def open_sinks(output: OutputConfig, fps: float, *, virtual_camera: bool, window
     if record:
         sinks.append(RecorderSink(record, size=size, fps=fps))
         log(f"recording to {record}")
-    if not sinks:
+    if not sinks and not allow_none:
         if not problems:
             raise SinkError("no output chosen: keep the virtual camera, or add --window or --record FILE.mp4")
         raise SinkError("no output could be opened: " + "; ".join(str(e) for e in problems), fix=problems[0].fix)
@@ -168,6 +172,8 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     if fitted is not None:
         _start_on(loop, *fitted)
     controls = Controls(loop, pipeline, output, log=log)
+    controls.audio_offset_ms, controls.badge_position = settings.audio.offset_ms, out.badge_position
+    controls.rebadge = lambda position: make_badge(dataclasses.replace(out, badge_position=position), log)
     if run.gain != 1.0:
         controls.set_gain(run.gain)
     for sink in sinks:
@@ -175,7 +181,7 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
             sink.on_key, sink.overlay = controls.handle_key, controls.overlay_lines
     if audio is not None:
         loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
-        controls.audio_stats = audio.stats
+        controls.audio_stats, controls.audio_controller = audio.stats, audio.controller
     log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, budget {lv.budget_ms:g} ms; "
         "keys in the window: " + ", ".join(f"{k} {v}" for k, v in KEYS.items()))
     return loop, controls, audio

@@ -166,7 +166,7 @@ class EncodedVideoSink(_Base):
         self._writer = imageio_ffmpeg.write_frames(
             str(self._tmp), size, pix_fmt_in="bgr24", fps=self.fps, quality=None, codec="libx264", macro_block_size=1,
             output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
-            + (["-shortest"] if self.has_audio else []), ffmpeg_log_level="error",
+            + (["-af", "apad", "-shortest"] if self.has_audio else []), ffmpeg_log_level="error",
             audio_path=str(audio_from) if self.has_audio else None, audio_codec="aac" if self.has_audio else None)
         try:
             self._writer.send(None)  # starts ffmpeg
@@ -297,31 +297,52 @@ class MemorySink(_Base):
 
 class FanOut:
     """Sends each frame to every sink. A sink that raises is reported once, closed and
-    dropped; the others carry on."""
+    dropped; the others carry on. Sinks may join (``add``) and leave (``remove``, which
+    closes them) while frames flow: the controls start and stop the recording and the
+    virtual camera from other threads."""
 
     def __init__(self, sinks: list[FrameSink], log: Callable[[str], None] = print) -> None:
+        import threading
+
         self.sinks = list(sinks)
         self.log = log
         self.failed: list[str] = []
+        self._lock = threading.Lock()  # uncontended except when a sink joins or leaves
 
     @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
-        for sink in list(self.sinks):
-            try:
-                sink.send(image, t_frame)
-            except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
-                self.log(f"sink {sink.name} failed and was dropped: {type(e).__name__}: {e}")
-                self.failed.append(sink.name)
-                self.sinks.remove(sink)
+        with self._lock:
+            for sink in list(self.sinks):
                 try:
-                    sink.close()
-                except Exception:  # noqa: BLE001
-                    pass
+                    sink.send(image, t_frame)
+                except Exception as e:  # noqa: BLE001 - one bad sink must not stop the others
+                    self.log(f"sink {sink.name} failed and was dropped: {type(e).__name__}: {e}")
+                    self.failed.append(sink.name)
+                    self.sinks.remove(sink)
+                    try:
+                        sink.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def add(self, sink: FrameSink) -> None:
+        with self._lock:
+            self.sinks.append(sink)
+
+    def remove(self, sink: FrameSink) -> None:
+        """Take ``sink`` out and close it (after the frame being sent, if any)."""
+        with self._lock:
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+        try:
+            sink.close()
+        except Exception as e:  # noqa: BLE001
+            self.log(f"sink {sink.name} failed to close: {e}")
 
     def close(self) -> None:
-        for sink in self.sinks:
+        with self._lock:
+            sinks, self.sinks = self.sinks, []
+        for sink in sinks:
             try:
                 sink.close()
             except Exception as e:  # noqa: BLE001
                 self.log(f"sink {sink.name} failed to close: {e}")
-        self.sinks = []

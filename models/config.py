@@ -15,7 +15,7 @@ from typing import Any, Callable, get_type_hints
 
 from models.errors import ConfigError
 
-__all__ = ["ConfigError", "Config", "load_config", "PRESETS", "PRESET_TRAINING", "SECTIONS"]
+__all__ = ["ConfigError", "Config", "load_config", "read_panel_settings", "PANEL_KEYS", "PRESETS", "PRESET_TRAINING", "SECTIONS"]
 
 
 def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None, doc: str = "",
@@ -168,6 +168,28 @@ class AudioConfig:
     max_delay_ms: float = _f(500.0, lo=0.0, hi=5000.0)
 
 
+def _loopback_note(host: str) -> str | None:
+    return None if host.strip() else "must not be empty (127.0.0.1 keeps the panel on this machine)"
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    host: str = _f("127.0.0.1", doc="address the panel listens on; any other than 127.0.0.1/localhost requires the printed token",
+                   check=_loopback_note)
+    port: int = _f(8765, lo=1, hi=65535)
+    preview_width: int = _f(640, lo=64, hi=3840, doc="the panel's preview of the output, pixels")
+    preview_height: int = _f(360, lo=64, hi=2160)
+    preview_fps: float = _f(15.0, lo=0.5, hi=60.0, doc="at most this many preview frames a second (the loop never waits for them)")
+    models_dir: str = _f("models", doc="the folder whose model directories the panel offers")
+    recordings_dir: str = _f("recordings", doc="where the panel's recordings go")
+    settings_file: str = _f("panel-settings.toml", doc="what the panel changes, kept across restarts; beside config.toml, overrides it")
+
+
+# What the panel may change and keep (its settings file): nothing else is read from that file.
+PANEL_KEYS = ("live.gain_mouth", "live.gain_eyes", "live.gain_brows", "live.head_motion", "audio.offset_ms",
+              "output.badge_position", "capture.camera", "audio.input")
+
+
 SECTIONS: dict[str, type] = {
     "capture": CaptureConfig,
     "landmarks": LandmarksConfig,
@@ -178,6 +200,7 @@ SECTIONS: dict[str, type] = {
     "live": LiveConfig,
     "output": OutputConfig,
     "audio": AudioConfig,
+    "panel": PanelConfig,
 }
 
 
@@ -206,6 +229,7 @@ class Config:
     live: LiveConfig = field(default_factory=LiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -256,24 +280,48 @@ def _parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), *, preset: str | None = None) -> Config:
+def _read_toml(p: Path, what: str) -> dict[str, Any]:
+    if p.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} is a directory, not a settings file")
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} does not exist")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {e.start}): save it as UTF-8 TOML") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {str(p)!r} cannot be read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
+def read_panel_settings(path: str | Path) -> dict[str, Any]:
+    """The panel's settings file as {"section.key": value} (empty when there is none).
+    Only ``PANEL_KEYS`` may appear; anything else is an error naming the key."""
+    p = Path(path)
+    if not p.exists():
+        return {}
+    raw = _read_toml(p, "panel settings file")
+    flat = {}
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{p}: [{section}] must be a table")
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            if name not in PANEL_KEYS:
+                raise ConfigError(f"{p}: {name} is not a setting the panel keeps ({', '.join(PANEL_KEYS)}); delete it")
+            flat[name] = value
+    return flat
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *, preset: str | None = None,
+                panel_settings: dict[str, Any] | None = None) -> Config:
     """Read ``path`` (or use the defaults when None), apply a model ``preset`` (a name in
-    ``PRESETS``), then the ``--set`` overrides, and validate."""
+    ``PRESETS``), then what the panel kept (``panel_settings``, from
+    ``read_panel_settings``), then the ``--set`` overrides, and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if p.is_dir():
-            raise ConfigError(f"config file {str(p)!r} is a directory, not a settings file")
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}): save it as UTF-8 TOML") from None
-        except OSError as e:
-            raise ConfigError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        raw = _read_toml(Path(path), "config file")
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}")
@@ -283,6 +331,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, pr
         if not isinstance(raw.setdefault("train", {}), dict):
             raise ConfigError("[train] must be a table")
         raw["train"].update(PRESET_TRAINING.get(preset, {}))
+    for name, value in (panel_settings or {}).items():
+        section, key = name.split(".", 1)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table")
+        raw[section][key] = value
     for item in overrides:
         section, key, value = _parse_override(item)
         raw.setdefault(section, {})

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from models.config import Config, load_config
+from models.config import Config, load_config, read_panel_settings
 from models.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ReenactError
 
 DEFAULT_CONFIG = "config.toml"
@@ -18,12 +18,19 @@ DEFAULT_CONFIG = "config.toml"
 def settings(args: argparse.Namespace, preset: str | None = None) -> Config:
     """``--config`` (default ./config.toml when present, else built-in defaults), a
     model preset (``preset``, else ``--preset`` where the command has one; "auto" is
-    resolved by the command itself), then the ``--set`` overrides."""
+    resolved by the command itself), what the control panel kept (its settings file,
+    beside the config file), then the ``--set`` overrides. Sets ``args.panel_settings``
+    to (that file, the values it gave)."""
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
     preset = preset or getattr(args, "preset", None)
-    return load_config(path, args.set or [], preset=None if preset == "auto" else preset)
+    preset = None if preset == "auto" else preset
+    cfg = load_config(path, args.set or [], preset=preset)
+    panel_file = Path(path).parent / cfg.panel.settings_file if path else Path(cfg.panel.settings_file)
+    kept = read_panel_settings(panel_file)
+    args.panel_settings = (panel_file, kept)
+    return load_config(path, args.set or [], preset=preset, panel_settings=kept) if kept else cfg
 
 
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
