@@ -45,6 +45,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     b.add_argument("--av", action="store_true", help="also measure audio/video sync (the clip must have sound)")
     b.add_argument("--fidelity-every", type=int, default=3, metavar="N",
                    help="check every N-th output with Face Mesh after the run (0: off)")
+    b.add_argument("--panel", action="store_true", help="also serve the control panel (to measure what it costs the loop)")
     b.set_defaults(func=cmd_bench)
 
     rd = sub.add_parser("render", parents=[common], help="re-enact a recorded driver clip into a video file, with its sound")
@@ -140,14 +141,8 @@ def cmd_live(args: argparse.Namespace, cfg: Config) -> int:
                            window=cfg.output.window or args.window, record=args.record or cfg.output.record)
         run = RunOptions(threaded=True, max_frames=args.frames, json_path=args.json, mode=Mode(args.view), gain=args.gain, paused=args.paused)
 
-        def on_controls(controls) -> None:
-            if interactive():
-                terminal_keys(controls)
-            if panel is not None:
-                panel.start(controls)
-
         report = run_session(model, source, sinks + ([panel.tap] if panel else []), LiveSettings.of(cfg), run, reopen=reopen,
-                             on_controls=on_controls, observer=panel.tap.observe if panel else None)
+                             **_panel_hooks(panel, on_controls=terminal_keys if interactive() else None))
     finally:
         if panel is not None:
             panel.close()
@@ -156,10 +151,28 @@ def cmd_live(args: argparse.Namespace, cfg: Config) -> int:
     return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
 
 
+def _panel_hooks(panel, *, on_controls=None, observer=None) -> dict:
+    """run_session's ``on_controls`` and ``observer``, with the panel's added when there is one."""
+    if panel is None:
+        return {"on_controls": on_controls, "observer": observer}
+
+    def controls_ready(controls) -> None:
+        if on_controls is not None:
+            on_controls(controls)
+        panel.start(controls)
+
+    def observe(frame, result) -> None:
+        panel.tap.observe(frame, result)
+        if observer is not None:
+            observer(frame, result)
+
+    return {"on_controls": controls_ready, "observer": observe}
+
+
 def _open_panel(args: argparse.Namespace, cfg: Config, model: str):
     from live.panel import Panel
 
-    info = {"model": str(model), "source": args.source or cfg.capture.source, "camera": args.camera or cfg.capture.camera,
+    info = {"model": str(model), "source": args.source or cfg.capture.source, "camera": getattr(args, "camera", None) or cfg.capture.camera,
             "microphone": cfg.audio.input or "default", "audio_enabled": cfg.audio.enabled}
     return Panel(cfg.panel, args.panel_settings, output_size=(cfg.output.width, cfg.output.height), fps=cfg.capture.fps,
                  info=info, log=print)
@@ -172,15 +185,22 @@ def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
     check_model(args.model, cfg)
     if args.av:
         return _bench_av(args, cfg)
-    source, _ = open_source(SourceChoice("file", file=args.source, realtime=not args.flat_out, loop=args.loop is not None), cfg.capture)
-    sinks = [NullSink()]
-    if args.record:
-        sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
-    soak = SoakRecorder() if args.loop is not None else None
-    run = RunOptions(threaded=not args.flat_out, json_path=None, fidelity_every=0 if soak else args.fidelity_every,
-                     max_frames=int(args.loop * source.fps) if soak else None,
-                     degrade=not args.flat_out)  # flat out measures capacity: every frame generated, none repeated
-    report = run_session(args.model, source, sinks, LiveSettings.of(cfg), run, observer=soak)
+    panel = _open_panel(args, cfg, args.model) if args.panel else None
+    try:
+        source, _ = open_source(SourceChoice("file", file=args.source, realtime=not args.flat_out, loop=args.loop is not None),
+                                cfg.capture)
+        sinks = [NullSink()]
+        if args.record:
+            sinks.append(RecorderSink(args.record, size=(cfg.output.width, cfg.output.height), fps=source.fps))
+        soak = SoakRecorder() if args.loop is not None else None
+        run = RunOptions(threaded=not args.flat_out, json_path=None, fidelity_every=0 if soak else args.fidelity_every,
+                         max_frames=int(args.loop * source.fps) if soak else None,
+                         degrade=not args.flat_out)  # flat out measures capacity: every frame generated, none repeated
+        report = run_session(args.model, source, sinks + ([panel.tap] if panel else []), LiveSettings.of(cfg), run,
+                             **_panel_hooks(panel, observer=soak))
+    finally:
+        if panel is not None:
+            panel.close()
     if soak is not None:
         report["soak"] = soak.report()
     report.update(pacing="flat-out" if args.flat_out else "real-time", source=str(args.source))
