@@ -352,3 +352,35 @@ def test_train_for_minutes_ends_on_time_complete_and_exported_and_resume_adds_mi
     assert {"generator_fp32.onnx", "generator_fp16.onnx"} <= set(model.meta["files"])
     assert main(args + ["--minutes", "0.05", "--resume"]) == 0
     assert load_model_dir(out).meta["provenance"]["steps"] > first
+
+
+def test_a_warm_start_begins_from_the_priors_generator_and_records_it(puppet_dataset, tiny_model, tmp_path):
+    """--init-from: the first step starts from the prior's weights (one Adam step away
+    from them, not from a random draw), and the model card's provenance names it, also
+    after a resume."""
+    from models.artifact import load_generator
+
+    prior = load_generator(load_model_dir(tiny_model)).state_dict()
+    # Another seed than the prior's: without the warm start these runs begin elsewhere.
+    cfg = TrainConfig(steps=1, batch_size=2, ndf=8, val_frames=2, checkpoint_every=1000, preview_every=1000, val_every=1000, lr=1e-4,
+                      seed=5)
+    arch = ModelConfig(size=64, depth=6, ngf=8)
+    train(puppet_dataset, tmp_path / "warm", model=arch, cfg=cfg, progress=False, log=lambda s: None, init_from=tiny_model)
+    train(puppet_dataset, tmp_path / "cold", model=arch, cfg=cfg, progress=False, log=lambda s: None)
+    warm = load_generator(load_model_dir(tmp_path / "warm")).state_dict()
+    cold = load_generator(load_model_dir(tmp_path / "cold")).state_dict()
+    convs = [k for k in prior if k.endswith("weight") and prior[k].dim() == 4]
+    assert max(float((warm[k] - prior[k]).abs().max()) for k in convs) <= 2.5e-4  # one step of lr 1e-4 (Adam: ~lr per weight)
+    assert min(float((cold[k] - prior[k]).abs().max()) for k in convs) > 1e-2
+    prior_id = load_model_dir(tiny_model).model_id
+    assert load_model_dir(tmp_path / "warm").meta["provenance"]["init_from"]["model_id"] == prior_id
+    train(puppet_dataset, tmp_path / "warm", model=arch, cfg=TrainConfig(**{**cfg.__dict__, "steps": 2}), resume=True, progress=False,
+          log=lambda s: None)
+    assert load_model_dir(tmp_path / "warm").meta["provenance"]["init_from"]["model_id"] == prior_id
+
+
+def test_a_warm_start_from_another_architecture_is_refused_by_name(puppet_dataset, tiny_model, tmp_path):
+    cfg = TrainConfig(steps=1, batch_size=2, ndf=8, val_frames=2)
+    with pytest.raises(TrainError, match="same --preset"):
+        train(puppet_dataset, tmp_path / "m", model=ModelConfig(size=64, depth=6, ngf=16), cfg=cfg, progress=False,
+              log=lambda s: None, init_from=tiny_model)

@@ -295,6 +295,7 @@ class Run:
     history: list = field(default_factory=list)
     writer: object = None
     detector: object = None
+    init_from: dict | None = None  # the model a warm start began from (provenance)
     detector_factory: Callable | None = None
 
     @property
@@ -336,7 +337,7 @@ class Run:
             "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "generator": architecture(self.arch), "size": self.contract.sketch.height, "train": asdict(self.cfg),
             "contract": self.contract.to_dict(), "dataset_key": self.manifest["build_key"], "history": self.history,
-            "teacher": self.extra.provenance if self.extra else None,
+            "teacher": self.extra.provenance if self.extra else None, "init_from": self.init_from,
         }
         save_checkpoint(self.checkpoint, state)
         write_model(self, final=final)
@@ -382,16 +383,20 @@ class TimeBudget:
 
 def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool = False,
           progress: bool = True, log: Callable[[str], None] = print, detector_factory=None,
-          extra: Callable[[Contract, torch.device], ExtraPairs] | None = None, minutes: float | None = None) -> dict:
+          extra: Callable[[Contract, torch.device], ExtraPairs] | None = None, minutes: float | None = None,
+          init_from: str | Path | None = None) -> dict:
     """Train (or continue training) a model of the dataset's target. Returns a summary.
 
     ``extra`` builds extra pairs (distillation's, see training/distill.py) once the
     run's contract and device are known. ``minutes``: train for that much wall time
-    (at most ``cfg.steps`` steps), with the learning rate decaying to its end."""
+    (at most ``cfg.steps`` steps), with the learning rate decaying to its end.
+    ``init_from``: a model directory whose generator (same architecture) a fresh run
+    starts from instead of random weights (a warm start; the built-in character)."""
     from tqdm import tqdm
 
     # -- set up: the run, fresh or from its checkpoint
-    run = start_run(dataset_dir, out_dir, model=model, cfg=cfg, resume=resume, extra=extra, detector_factory=detector_factory, log=log)
+    run = start_run(dataset_dir, out_dir, model=model, cfg=cfg, resume=resume, extra=extra, detector_factory=detector_factory, log=log,
+                    init_from=init_from)
     stop, start_step, t0 = _StopRequest(), run.step, time.monotonic()
     budget = TimeBudget(minutes, run.step) if minutes else None
     if budget is not None and run.main:
@@ -474,7 +479,7 @@ def _on_schedule(run: Run, losses: dict, bar) -> None:
 
 
 def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, cfg: TrainConfig, resume: bool,
-              extra, detector_factory, log: Callable[[str], None]) -> Run:
+              extra, detector_factory, log: Callable[[str], None], init_from: str | Path | None = None) -> Run:
     """Everything before the first step: places, data, networks, optimisers, and on
     ``resume`` the state of the checkpoint, checked against this run."""
     rank, local_rank, world = _distributed()
@@ -497,6 +502,8 @@ def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfi
     _check_same_teacher(ckpt, extra_pairs, out)
     run = _networks(out, Path(dataset_dir), manifest, cfg, arch, contract, device, rank, world, trainset, valset, extra_pairs)
     run.detector_factory = detector_factory
+    if ckpt is None and init_from is not None:
+        run.init_from = _warm_start(run, init_from, log)
     if ckpt is not None:
         _restore(run, ckpt)
         if run.step >= cfg.steps:
@@ -574,6 +581,21 @@ def _networks(out, dataset_dir, manifest, cfg, arch, contract, device, rank, wor
                scaler, autocast)
 
 
+def _warm_start(run: Run, model_dir: str | Path, log: Callable[[str], None]) -> dict:
+    """Start the generator from another model's weights. Only the generator: the
+    discriminator and the optimisers start fresh, since they judge and step for this
+    target. Returns its provenance (model ID and path) for the model card."""
+    from models.artifact import load_generator, load_model_dir
+
+    prior = load_model_dir(model_dir)
+    if from_architecture(prior.generator_config) != from_architecture(architecture(run.arch)):
+        raise TrainError(f"--init-from {model_dir}: its generator ({prior.generator_config}) is not this run's "
+                         f"({architecture(run.arch)}); pick a model of the same --preset")
+    _unwrap(run.G).load_state_dict(load_generator(prior).state_dict())
+    log(f"generator starts from {prior.path} (model {prior.model_id}), not from random weights")
+    return {"model_id": prior.model_id, "path": str(Path(model_dir).resolve())}
+
+
 def _restore(run: Run, ckpt: dict) -> None:
     try:
         _unwrap(run.G).load_state_dict(ckpt["G"])
@@ -585,7 +607,7 @@ def _restore(run: Run, ckpt: dict) -> None:
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         raise TrainError(f"{run.checkpoint} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                          "was it made with other settings (e.g. train.ndf)?") from None
-    run.step, run.history = int(ckpt["step"]), list(ckpt.get("history", []))
+    run.step, run.history, run.init_from = int(ckpt["step"]), list(ckpt.get("history", [])), ckpt.get("init_from")
     if run.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(ckpt["rng_cuda"])
 
@@ -656,6 +678,7 @@ def write_model(run: Run, *, final: bool) -> None:
             "consent": manifest.get("consent"),
             "steps": run.step, "complete": final, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "torch": torch.__version__, "teacher": run.extra.provenance if run.extra else None,
+            "init_from": run.init_from,
         },
         "metrics": vals[-1] if vals else {},
         "parameters": count_parameters(G),
