@@ -62,6 +62,7 @@ class ThreadedCapture:
         self.source, self.reopen, self.retry_s, self.log = source, reopen, retry_s, log
         self._slot: LatestSlot[Frame] = LatestSlot()
         self._stop = False
+        self._switch_to: Callable[[], FrameSource] | None = None
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
 
@@ -78,8 +79,30 @@ class ThreadedCapture:
     def delivered(self) -> int:
         return self._slot.taken
 
+    def switch(self, open_source: Callable[[], FrameSource]) -> None:
+        """Read from another source from the next frame on (another camera, picked in
+        the panel). ``open_source`` runs on the capture thread; if it fails, the current
+        source stays and the failure is logged. It also becomes the way to reopen."""
+        self._switch_to = open_source
+
+    def _switch_now(self) -> None:
+        opener, self._switch_to = self._switch_to, None
+        try:
+            new = opener()
+        except Exception as e:  # noqa: BLE001 - a camera that will not open leaves the current one running
+            self.log(f"cannot switch the source ({type(e).__name__}: {e}); staying on the current one")
+            return
+        old, self.source, self.reopen = self.source, new, opener
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.log("source switched")
+
     def _run(self) -> None:
         while not self._stop:
+            if self._switch_to is not None:
+                self._switch_now()
             try:
                 frame = self.source.read()
             except Exception as e:  # noqa: BLE001 - any device error = camera lost

@@ -42,6 +42,7 @@ class Controls:
         self.rebadge: Callable[[str], Any] | None = None  # position -> a new badge (None: the badge is off)
         self.outputs: dict[str, "Switchable"] = {}  # sinks the user may start and stop: "virtual-camera", "recording"
         self.on_change: Callable[[str, Any], None] | None = None  # (config key, value): the panel keeps it
+        self.switch_camera: Callable[[str], None] | None = None  # name -> read from that camera now (camera sources only)
         self._lock = threading.Lock()  # commands come from the window, the terminal and the panel's threads
 
     # -- commands
@@ -98,6 +99,18 @@ class Controls:
         if name not in self.outputs:
             raise ValueError(f"no output {name!r} here; outputs: {', '.join(self.outputs) or 'none'}")
         self.outputs[name].set(on)
+
+    def set_camera(self, name: str) -> None:
+        """Drive from another camera: now when the source is a camera, and from the next start in any case."""
+        name = str(name).strip()
+        if not name:
+            raise ValueError("give a camera index or part of its name")
+        if self.switch_camera is not None:
+            self.switch_camera(name)
+            self.log(f"camera: switching to {name!r}")
+        else:
+            self.log(f"camera: {name!r} from the next start (this session is not driven by a camera)")
+        self._changed("capture.camera", name)
 
     def toggle_pause(self) -> None:
         self.loop.paused = not self.loop.paused

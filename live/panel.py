@@ -265,13 +265,14 @@ def _apply(controls: Controls, action: str, name: str | None, value: Any, settin
         controls.set_badge_position(str(value))
     elif action == "output":
         controls.set_output(str(name), bool(value))
-    elif action in ("camera", "microphone", "model"):
-        # Taken at the next start: kept in the settings file (the model on the command line).
-        key = {"camera": "capture.camera", "microphone": "audio.input"}.get(action)
-        if key is None:
+    elif action == "camera":
+        controls.set_camera(str(value))
+    elif action in ("microphone", "model"):
+        # Taken at the next start: the microphone is kept in the settings file, the model is --model's.
+        if action == "model":
             raise ValueError("the model is chosen with --model when live starts")
-        settings.set(key, str(value))
-        controls.log(f"{action}: {value} (from the next start)")
+        settings.set("audio.input", str(value))
+        controls.log(f"microphone: {value} (from the next start)")
     else:
         raise ValueError(f"unknown action {action!r}")
 

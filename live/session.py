@@ -174,6 +174,9 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     controls = Controls(loop, pipeline, output, log=log)
     controls.audio_offset_ms, controls.badge_position = settings.audio.offset_ms, out.badge_position
     controls.rebadge = lambda position: make_badge(dataclasses.replace(out, badge_position=position), log)
+    if isinstance(source, WebcamSource) and isinstance(capture, ThreadedCapture):  # another camera, at the same size and rate
+        w, h = source.size
+        controls.switch_camera = lambda name: capture.switch(lambda: WebcamSource(name, width=w, height=h, fps=source.fps))
     if run.gain != 1.0:
         controls.set_gain(run.gain)
     for sink in sinks:

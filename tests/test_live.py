@@ -415,3 +415,33 @@ def test_live_times_each_rung_at_start_and_says_which_it_starts_on(tiny_model, t
     fit = next(line for line in logs if line.startswith("this machine:"))
     assert "main" in fit and "light" in fit and "starting on" in fit
     assert sum(report["frames_by_rung"].values()) == report["frames_out"] - report["frames_repeated"]
+
+
+def test_the_capture_switches_to_another_source_and_keeps_the_old_one_if_the_new_fails():
+    """What the panel's camera picker does: from the next frame on, frames come from the
+    new source; a source that will not open leaves the current one running."""
+    import time as _time
+
+    from live.capture import ThreadedCapture
+    from live.sources import PuppetSource
+
+    a = PuppetSource(seed=1, size=(64, 64), frames=100000, realtime=True, fps=200)
+    b = PuppetSource(seed=2, size=(32, 32), frames=100000, realtime=True, fps=200)
+    logs: list[str] = []
+    cap = ThreadedCapture(a, log=logs.append)
+    try:
+        assert cap.get(timeout=5).image.shape[:2] == (64, 64)
+
+        def broken():
+            raise RuntimeError("no such camera")
+
+        cap.switch(broken)
+        _time.sleep(0.1)
+        assert cap.get(timeout=5).image.shape[:2] == (64, 64) and any("staying on the current one" in m for m in logs)
+        cap.switch(lambda: b)
+        deadline = _time.monotonic() + 5
+        while cap.get(timeout=5).image.shape[:2] != (32, 32):
+            assert _time.monotonic() < deadline, "frames never came from the new source"
+        assert cap.reopen is not None  # the new source is also how it comes back after a failure
+    finally:
+        cap.close()
