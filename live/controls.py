@@ -37,6 +37,7 @@ class Controls:
         self.gain = 1.0
         self.audio_stats = None  # shown in the overlay when audio runs
         self.audio_controller = None  # the lip-sync delay's controller when audio runs (its offset_s is set here)
+        self.audio_line = None  # ... and its delay line (the delay actually applied now)
         self.audio_offset_ms = 0.0
         self.badge_position = "bottom-right"
         self.rebadge: Callable[[str], Any] | None = None  # position -> a new badge (None: the badge is off)
@@ -120,6 +121,17 @@ class Controls:
         if bool(paused) != self.loop.paused:
             self.toggle_pause()
 
+    def _audio_state(self) -> dict:
+        """The delay applied to the microphone now, and the A/V offset it leaves: that
+        delay minus the video's latency and the output device's (positive: the voice
+        late), the user's own ``offset_ms`` included, like bench --av's expected offset."""
+        c, line = self.audio_controller, self.audio_line
+        if c is None or line is None:
+            return {"audio_delay_ms": None, "av_offset_ms": None}
+        delay = line.delay / line.samplerate
+        return {"audio_delay_ms": round(1000 * delay, 1),
+                "av_offset_ms": round(1000 * (delay - c.video_latency_s - c.sink_latency_s), 1)}
+
     def _changed(self, key: str, value: Any) -> None:
         if self.on_change is not None:
             self.on_change(key, value)
@@ -138,7 +150,7 @@ class Controls:
             "paused": bool(self.loop.paused),
             "badge_position": self.badge_position,
             "audio_offset_ms": self.audio_offset_ms,
-            "audio_delay_ms": None if self.audio_controller is None else round(1000 * self.audio_controller.wanted(), 1),
+            **self._audio_state(),
             "degradation": self.loop.degrader.name,
             "frames": self.loop.frames,
             "outputs": {name: o.on for name, o in self.outputs.items()},

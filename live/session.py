@@ -184,7 +184,7 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
             sink.on_key, sink.overlay = controls.handle_key, controls.overlay_lines
     if audio is not None:
         loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
-        controls.audio_stats, controls.audio_controller = audio.stats, audio.controller
+        controls.audio_stats, controls.audio_controller, controls.audio_line = audio.stats, audio.controller, audio.line
     log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, budget {lv.budget_ms:g} ms; "
         "keys in the window: " + ", ".join(f"{k} {v}" for k, v in KEYS.items()))
     return loop, controls, audio

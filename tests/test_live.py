@@ -292,6 +292,39 @@ def test_controls_change_the_view_gain_and_neutral(tiny_model):
     assert loop.paused and controls.gain == pytest.approx(1.1)
 
 
+def test_panel_controls_reach_the_parts_and_are_kept(tiny_model):
+    """The panel's commands go through the same Controls: a region gain reaches the
+    pipeline (and scales with the global gain), the badge moves but stays, the audio
+    offset reaches the delay controller, and each change is handed to ``on_change``."""
+    from live.audio import DelayController, DelayLine
+    from live.trust import Badge
+
+    clock = FakeClock()
+    loop, sink, _, _, src, logs = make_loop(tiny_model, clock)
+    controls = Controls(loop, loop.pipeline, loop.output, log=logs.append)
+    kept = {}
+    controls.on_change = kept.__setitem__
+    controls.rebadge = lambda position: Badge((320, 180), position=position)
+    loop.output.badge = Badge((320, 180))
+    controls.set_gain(1.5)
+    controls.set_region("mouth", 2.0)
+    assert loop.pipeline.gains.mouth == pytest.approx(3.0) and loop.pipeline.gains.eyes == pytest.approx(1.5)
+    controls.set_region("head_motion", 9.0)  # clamped to the config's range
+    assert loop.pipeline.gains.head_motion == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="unknown region"):
+        controls.set_region("nose", 1.0)
+    controls.set_badge_position("top-left")
+    assert loop.output.badge is not None and loop.output.badge.box[:2] == (Badge((320, 180), position="top-left").box[:2])
+    with pytest.raises(ValueError):
+        controls.set_badge_position("off")
+    controls.audio_controller, controls.audio_line = DelayController(video_latency_s=0.04), DelayLine(samplerate=1000)
+    controls.set_audio_offset(30)
+    assert controls.audio_controller.offset_s == pytest.approx(0.03)
+    controls.audio_line.delay = 80.0  # samples at 1 kHz: 80 ms applied against 40 ms of video latency
+    assert controls.state()["av_offset_ms"] == pytest.approx(40.0)
+    assert kept == {"live.gain_mouth": 2.0, "live.head_motion": 2.0, "output.badge_position": "top-left", "audio.offset_ms": 30.0}
+
+
 def test_compositor_blends_only_its_edge_and_gives_the_same_frame_as_a_whole_blend(tiny_model):
     """Copying the inside and blending only the feathered edge is a speed-up, not a change."""
     import cv2

@@ -40,7 +40,7 @@ function show(s) {
   $("e2e").textContent = fmt(s.stages_ms.e2e, "ms");
   $("degradation").textContent = s.degradation;
   $("audio-delay").textContent = s.audio_delay_ms === null ? "audio off" : fmt(s.audio_delay_ms, "ms");
-  $("av-offset").textContent = s.audio_delay_ms === null ? "audio off" : `${s.audio_offset_ms} ms set`;
+  $("av-offset").textContent = s.av_offset_ms === null ? "audio off" : `${fmt(s.av_offset_ms, "ms")} (voice late +)`;
   $("model").textContent = s.model;
   $("models").textContent = s.models.length ? s.models.join(", ") : "none";
   $("settings-file").textContent = s.settings_file;
