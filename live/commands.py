@@ -170,9 +170,12 @@ def _panel_hooks(panel, *, on_controls=None, observer=None) -> dict:
 
 
 def _open_panel(args: argparse.Namespace, cfg: Config, model: str):
+    from live.devices import audio_devices, video_devices
     from live.panel import Panel
 
-    info = {"model": str(model), "source": args.source or cfg.capture.source, "camera": getattr(args, "camera", None) or cfg.capture.camera,
+    cameras = [{"index": d.index, "name": d.name} for d in video_devices() if d.kind == "camera"]
+    microphones = [{"index": d.index, "name": d.name} for d in audio_devices()[0] if d.kind == "audio-in"]
+    info = {"cameras": cameras, "microphones": microphones,"model": str(model), "source": args.source or cfg.capture.source, "camera": getattr(args, "camera", None) or cfg.capture.camera,
             "microphone": cfg.audio.input or "default", "audio_enabled": cfg.audio.enabled}
     return Panel(cfg.panel, args.panel_settings, output_size=(cfg.output.width, cfg.output.height), fps=cfg.capture.fps,
                  info=info, log=print)

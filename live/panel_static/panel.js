@@ -26,6 +26,14 @@ function show(s) {
     $(`gain-${region}-v`).textContent = Number(v).toFixed(1);
     el.parentElement.querySelector("label").classList.toggle("kept-mark", s.kept.includes(KEYS[region]));
   }
+  const keptMark = (id, key) => $(id).parentElement.querySelector("label").classList.toggle("kept-mark", s.kept.includes(key));
+  keptMark("badge", "output.badge_position"); keptMark("audio-offset", "audio.offset_ms");
+  keptMark("camera", "capture.camera"); keptMark("microphone", "audio.input");
+  for (const [list, items] of [["camera-list", s.cameras], ["microphone-list", s.microphones]]) {
+    if ($(list).childElementCount !== items.length) {
+      $(list).replaceChildren(...items.map((d) => Object.assign(document.createElement("option"), {value: d.index, label: d.name})));
+    }
+  }
   if (editing !== $("view")) $("view").value = s.view;
   if (editing !== $("badge")) $("badge").value = s.badge_position;
   if (editing !== $("audio-offset")) $("audio-offset").value = s.audio_offset_ms;
