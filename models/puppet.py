@@ -344,6 +344,7 @@ class PuppetScript:
     drift: float = 0.06
     turn: float = 1.0  # head motion scale (see puppet_pose_at)
     gaze: float = 0.0  # eye motion scale (see puppet_pose_at)
+    iod: float = 0.27  # inter-ocular distance as a fraction of the frame's smaller side (the head's size)
 
     def pose(self, index: int) -> PuppetPose:
         return puppet_pose_at(index / self.fps, self.seed, turn=self.turn, gaze=self.gaze)
@@ -352,7 +353,7 @@ class PuppetScript:
         """(478, 3) float64 pixel landmarks of frame ``index``: the truth it renders."""
         w, h = self.size
         t = index / self.fps
-        iod = 0.27 * min(w, h)
+        iod = self.iod * min(w, h)
         cx = w / 2 + self.drift * w * math.sin(2 * math.pi * 0.11 * t) * (t > 1)
         cy = h / 2 - 0.5 * iod + self.drift * h * 0.5 * math.sin(2 * math.pi * 0.07 * t + 1) * (t > 1)
         return place(puppet_points(self.pose(index), self.shape), iod_px=iod, center=(cx, cy))
@@ -363,9 +364,9 @@ class PuppetScript:
 
 
 def write_puppet_clip(path, *, seconds: float, seed: int = 1, shape: FaceShape = TARGET_SHAPE, size: int = 480,
-                      fps: float = 30.0, turn: float = 1.0, gaze: float = 0.0) -> int:
+                      fps: float = 30.0, turn: float = 1.0, gaze: float = 0.0, iod: float = 0.27) -> int:
     """Render ``seconds`` of a seeded puppet performance to an mp4; returns the frames written."""
     from models.video import write_video
 
-    script = PuppetScript(seed, shape, (size, size), fps, turn=turn, gaze=gaze)
+    script = PuppetScript(seed, shape, (size, size), fps, turn=turn, gaze=gaze, iod=iod)
     return write_video(path, (script.image(i) for i in range(int(seconds * fps))), fps)

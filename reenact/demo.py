@@ -1,4 +1,8 @@
-"""``reenact demo``: the whole chain on the embedded synthetic puppet.
+"""``reenact demo``: the built-in character, driven by the synthetic puppet.
+
+By default the demo trains nothing: the built-in character (models/data/character, a
+made-up face) is driven by another puppet and written to a video, in well under a
+minute on two CPU cores. ``--train`` runs the whole chain instead:
 
     target clip -> dataset -> short training -> export -> live, driven by another puppet
 
@@ -13,17 +17,19 @@ import time
 from pathlib import Path
 
 from models.config import PRESETS, Config, ModelConfig
-from models.errors import EXIT_INTERRUPTED, EXIT_OK
+from models.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 
 DEMO_SIZE = (1536, 512)  # driver | sketch | output, side by side
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    dm = sub.add_parser("demo", parents=[common], help="run the whole chain on the embedded synthetic puppet")
+    dm = sub.add_parser("demo", parents=[common], help="drive the built-in character with the synthetic puppet (--train: the whole chain)")
     dm.add_argument("--out", default="runs/demo", metavar="DIR")
-    dm.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic target clip")
-    dm.add_argument("--steps", type=int, default=500, help="training steps")
-    dm.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: cpu without a CUDA GPU, else full)")
+    dm.add_argument("--train", action="store_true",
+                    help="the whole chain instead: render a puppet target, build its dataset, train, export, drive")
+    dm.add_argument("--seconds", type=float, help="with --train: length of the synthetic target clip (default 20)")
+    dm.add_argument("--steps", type=int, help="with --train: training steps (default 500)")
+    dm.add_argument("--preset", choices=sorted(PRESETS), help="with --train: model preset (default: cpu without a CUDA GPU, else full)")
     dm.add_argument("--drive-seconds", type=float, default=12.0, help="length of the driven video")
     dm.add_argument("--driver-seed", type=int, default=23)
     dm.add_argument("--live", action="store_true", help="drive the demo model from your camera into the virtual camera")
@@ -80,19 +86,29 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
 
     t0 = time.monotonic()
     out = Path(args.out)
-    model_dir = train_demo_model(out, cfg, seconds=args.seconds, steps=args.steps, preset=args.preset, quiet=args.quiet)
+    if not args.train and (args.seconds is not None or args.steps is not None or args.preset is not None):
+        raise UsageError("--seconds, --steps and --preset shape the model `reenact demo --train` trains; add --train")
+    if args.train:
+        model_dir = train_demo_model(out, cfg, seconds=args.seconds or 20.0, steps=args.steps or 500, preset=args.preset,
+                                     quiet=args.quiet)
+        step = "[5/5] "
+    else:
+        from models.artifact import builtin_character
+
+        model_dir, step = builtin_character(), ""
+        print(f"the built-in character, a made-up face ({model_dir}); `reenact demo --train` trains one from scratch")
     if args.live:
-        print("[5/5] driving the demo model live from your camera into the virtual camera (q or Ctrl-C to stop)")
+        print(f"{step}driving the demo model live from your camera into the virtual camera (q or Ctrl-C to stop)")
         source, reopen = open_source(SourceChoice("camera", camera=cfg.capture.camera), cfg.capture)
         sinks = open_sinks(cfg.output, source.fps, virtual_camera=True, window=True, record="", log=print)
         report = run_session(model_dir, source, sinks, LiveSettings.of(cfg), RunOptions(json_path=out / "latency.json"), reopen=reopen)
         print(summary_line(report))
         return EXIT_INTERRUPTED if report.get("interrupted") else EXIT_OK
-    print("[5/5] driving it live with another puppet (another face shape, its own expressions)")
+    print(f"{step}driving it with the puppet (another face shape, its own expressions and gaze)")
     settings = LiveSettings.of(cfg)
     settings = dataclasses.replace(settings, output=dataclasses.replace(cfg.output, width=DEMO_SIZE[0], height=DEMO_SIZE[1]))
     video = out / "demo.mp4"
-    driver = PuppetSource(seed=args.driver_seed, shape=DRIVER_SHAPE, size=(640, 480), frames=int(args.drive_seconds * 30))
+    driver = PuppetSource(seed=args.driver_seed, shape=DRIVER_SHAPE, size=(640, 480), frames=int(args.drive_seconds * 30), gaze=1.0)
     run = RunOptions(threaded=False, json_path=out / "latency.json", mode=Mode.SIDE_BY_SIDE, fidelity_every=2)
     report = run_session(model_dir, driver, [RecorderSink(video, size=DEMO_SIZE, fps=30)], settings, run)
     print(summary_line(report))

@@ -9,6 +9,7 @@ fails its tolerance is not written, and the export fails with the measured error
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -209,3 +210,59 @@ def measure_gaze_response(g: torch.nn.Module, model: ModelDir, *, log: Callable[
     response, line = fit_gaze_response(asked, drawn)
     log(line)
     return response
+
+
+CPU_PACK_FILES = ("generator_fp32.onnx", "plate.png", "model_card.md")
+
+
+def pack_for_cpu(model_dir: str | Path, dest: str | Path, *, card: str | None = None, light_card: str | None = None) -> Path:
+    """Copy what live needs on CPU cores from an exported model (and its lighter rung,
+    MODEL/light) into ``dest``: the fp32 ONNX generator, the plate and the model card,
+    under a model.json re-sealed for exactly those files. It keeps the model's ID (its
+    generator.pt stays behind), so the watermark still names the weights. ``card`` and
+    ``light_card`` replace the model cards (a trainer's card names its own folders).
+    This is how the built-in character ships small.
+
+    Written into ``dest.tmp`` and swapped in once verified: an interrupted pack never
+    leaves a directory that looks complete."""
+    from models.artifact import LIGHT_RUNG
+    from models.files import atomic_write_text
+
+    src_root, dest = Path(model_dir), Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("", LIGHT_RUNG):
+        src = src_root / sub if sub else src_root
+        if sub and not (src / "model.json").is_file():
+            continue
+        model = load_model_dir(src)
+        if "generator_fp32.onnx" not in model.meta["files"]:
+            raise ModelError(f"{src} has no generator_fp32.onnx: run `reenact export {src}` first")
+        out = tmp / sub if sub else tmp
+        out.mkdir(parents=True, exist_ok=True)
+        for name in CPU_PACK_FILES:
+            if name in model.meta["files"]:
+                shutil.copy2(src / name, out / name)
+        replacement = light_card if sub else card
+        if replacement is not None:
+            atomic_write_text(out / "model_card.md", replacement)
+        meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
+        meta["model_id"] = model.model_id
+        meta["provenance"] = _without_local_paths({k: v for k, v in meta.get("provenance", {}).items() if k != "dataset"})
+        write_model_json(out, meta, [n for n in CPU_PACK_FILES if (out / n).is_file()])
+        load_model_dir(out)  # what was packed verifies
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def _without_local_paths(record):
+    """``record`` with every absolute path cut to its file name: a shipped model must
+    not carry the trainer's directory layout."""
+    if isinstance(record, dict):
+        return {k: _without_local_paths(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [_without_local_paths(v) for v in record]
+    if isinstance(record, str) and Path(record).is_absolute():
+        return Path(record).name
+    return record
