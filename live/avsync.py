@@ -200,3 +200,24 @@ def av_bench(model_dir: str | Path, source: str | Path, settings, *, log=print) 
                   "loudness, minus the same lag measured on every frame of the input clip; positive = audio late",
     }
     return report
+
+
+def file_av_offset(source: str | Path, rendered: str | Path, *, fps: float) -> dict:
+    """The A/V offset a render added, measured as ``bench --av`` measures it: the lag
+    of the rendered file's audio loudness behind its faces' mouth opening (Face Mesh on
+    every frame of the file), minus the same lag in the source clip. Positive = audio
+    late. Every frame of a render is the driver frame with the same index, so frame
+    ``i`` plays at ``i / fps`` in both."""
+    from models.landmarks import FaceMeshDetector
+    from models.video import frames
+
+    audio_in, audio_out = read_audio(source), read_audio(rendered)
+    mouth_in = clip_mouth(source)
+    with FaceMeshDetector(tracking=True) as det:
+        mouth_out = mouth_signal([None if (lm := det.detect(img)) is None else lm.pixels() for img in frames(rendered)])
+    lag_in = lag(np.arange(len(mouth_in)) / fps, mouth_in, *envelope(audio_in, RATE))
+    lag_out = lag(np.arange(len(mouth_out)) / fps, mouth_out, *envelope(audio_out, RATE), max_lag=MAX_OFFSET_S,
+                  around=lag_in, min_corr=MIN_CORR_OUTPUT)
+    return {"offset_ms": round(1000 * (lag_out - lag_in), 2), "lag_in_ms": round(1000 * lag_in, 2),
+            "lag_out_ms": round(1000 * lag_out, 2), "frame_ms": round(1000 / fps, 2),
+            "audio_s": round(len(audio_out) / RATE, 3), "frames": len(mouth_out)}

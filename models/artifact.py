@@ -6,6 +6,8 @@
                           draws gaze (measured at export), and the sha256 of every
                           file below
       generator.pt        generator weights (PyTorch state_dict, fp32)
+      generator_fp16.pt   instead of generator.pt in a model packed for CPU cores
+                          (the built-in character): the same weights in fp16
       generator_fp16.onnx generator for GPU engines      (written by `reenact export`)
       generator_fp32.onnx generator for the CPU engine   (written by `reenact export`)
       plate.png           the target's scene without the head, for composition
@@ -210,7 +212,10 @@ def load_generator(model: ModelDir, device="cpu"):
 
     from models.unet import UNetGenerator, from_architecture
 
-    path = model.file("generator.pt")
+    # A model packed for CPU cores may keep its weights in half precision only (the
+    # built-in character): they load into the same fp32 network.
+    path = model.file("generator.pt" if "generator.pt" in model.meta["files"] or "generator_fp16.pt" not in model.meta["files"]
+                      else "generator_fp16.pt")
     try:
         g = UNetGenerator(from_architecture(model.generator_config))
     except ValueError as e:

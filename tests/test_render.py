@@ -84,6 +84,7 @@ def test_render_writes_every_frame_with_the_drivers_sound_and_the_watermark(driv
     assert "with the driver's audio" in res.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["frames_repeated"] == 0 and report["frames_dropped"] == 0 and report["audio"] is True
+    assert report["frames_by_rung"] == {"main": SECONDS * 30}  # every frame generated, by the model itself
     verify = _run("verify", str(out), cwd=tmp_path)
     assert verify.returncode == 0 and report["model_id"] in verify.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.json"]  # no partial file left behind
@@ -105,6 +106,16 @@ def test_the_sound_stays_on_the_videos_timeline(drivers, tmp_path):
     assert onset == pytest.approx(1.0, abs=0.03)
     s = _streams(tmp_path / "out.mp4")
     assert s["video"] == pytest.approx(SECONDS, abs=0.05)
+
+
+@pytest.mark.slow
+def test_a_sound_track_shorter_than_the_video_cuts_no_frames(drivers, tmp_path):
+    short = tmp_path / "short.mp4"
+    subprocess.run([_ffmpeg(), "-v", "error", "-y", "-i", str(drivers["silent"]), "-f", "lavfi", "-i", "sine=frequency=440:duration=1.2",
+                    "-c:v", "copy", "-c:a", "aac", str(short)], check=True)
+    assert _run("render", str(short), "--model", str(MODEL), "--out", "out.mp4", "--quiet", cwd=tmp_path).returncode == 0
+    assert len(_frames(tmp_path / "out.mp4")) == SECONDS * 30
+    assert _streams(tmp_path / "out.mp4")["audio"] == pytest.approx(SECONDS, abs=0.05)  # padded with silence
 
 
 @pytest.mark.slow
@@ -160,3 +171,28 @@ def test_a_missing_driver_is_named(tmp_path):
     res = _run("render", "nope.mp4", "--model", str(MODEL), "--out", "out.mp4", cwd=tmp_path)
     assert res.returncode != 0 and "nope.mp4" in res.stderr.splitlines()[-1] and "Traceback" not in res.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.clips
+@pytest.mark.slow
+def test_render_of_a_real_talking_clip_keeps_the_voice_on_the_lips(clips_dir, tmp_path):
+    """d10 (a person talking, with sound) through the built-in character: one output
+    frame per driver frame, audio as long as the video within one frame, the A/V offset
+    (measured as bench --av measures it) within one frame, and the mark names the model."""
+    from live.avsync import file_av_offset
+    from models.artifact import builtin_character, load_model_dir
+    from models.video import open_video
+
+    driver = clips_dir / "driver_liveportrait_d10.mp4"
+    res = _run("render", str(driver), "--out", "out.mp4", "--quiet", "--json", "r.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    cap, info = open_video(driver)
+    cap.release()
+    out = tmp_path / "out.mp4"
+    rendered = _frames(out)
+    assert len(rendered) == len(_frames(driver))
+    av = file_av_offset(driver, out, fps=info.fps)
+    assert abs(av["audio_s"] - len(rendered) / info.fps) <= 1 / info.fps
+    assert abs(av["offset_ms"]) <= 1000 / info.fps
+    verify = _run("verify", str(out), cwd=tmp_path)
+    assert verify.returncode == 0 and load_model_dir(builtin_character()).model_id in verify.stdout

@@ -9,7 +9,8 @@
 4. distil its lighter rung (MODEL/light) for ``--light-minutes``;
 5. export both, then pack what live needs on CPU cores into ``--pack`` (default
    models/data/character): the fp32 ONNX generators, plates, model.json (re-sealed for
-   exactly those files) and the model card. No real person's data is involved anywhere.
+   exactly those files), the model cards, and the main generator's weights in fp16 (a
+   prior for ``train --init-from``). No real person's data is involved anywhere.
 
 Every step resumes: run it again with the same --work and finished steps are skipped.
 """
@@ -37,7 +38,9 @@ video of a real person was used. Use it to try reenact before you train your own
 - trained: {steps} steps, {minutes:.0f} min on {machine}
 - validation: PSNR {psnr} dB, SSIM {ssim}, landmark error {lmk} IOD
 - lighter rung (light/): {light}
-- shipped for CPU cores: generator_fp32.onnx only (a GPU runs it through ONNX Runtime too)
+- shipped for CPU cores: generator_fp32.onnx (a GPU runs it through ONNX Runtime too), and
+  the weights in fp16 (generator_fp16.pt) to start training a new target from
+  (`reenact train --init-from character`)
 - model ID: {model_id}
 """
 LIGHT_CARD = """# The built-in character: its lighter rung
@@ -109,7 +112,7 @@ def main() -> int:
         light_card = LIGHT_CARD.format(generator=light_meta["generator"], steps=light_meta["provenance"].get("steps", "?"),
                                        minutes=args.light_minutes, psnr=_r(lm.get("psnr"), 2), ssim=_r(lm.get("ssim"), 3),
                                        teacher=model.model_id, model_id=load_model_dir(light).model_id)
-    pack_for_cpu(model_dir, Path(args.pack), card=card, light_card=light_card)
+    pack_for_cpu(model_dir, Path(args.pack), card=card, light_card=light_card, weights_fp16=True)
     print((Path(args.pack) / "model_card.md").read_text())
     return 0
 

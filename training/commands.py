@@ -34,7 +34,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="train for N minutes of wall time (at most train.steps), the learning rate decaying to the end; "
                         "then export, so live can use the model at once. With --resume: N more minutes")
     t.add_argument("--init-from", metavar="MODEL_DIR",
-                   help="start the generator from this model's weights (same --preset), not from random ones")
+                   help="start the generator from this model's weights (same --preset), not from random ones; "
+                        "'character': the built-in character")
     t.add_argument("--teacher", metavar="TEACHER_DIR", help="distil from this trained model (keeps its input contract)")
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
                    help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
@@ -91,6 +92,10 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
         raise UsageError("--drivers goes with --teacher (distillation)")
     if args.init_from and (args.teacher or args.resume):
         raise UsageError("--init-from starts a new run; it goes with neither --teacher nor --resume")
+    if args.init_from == "character":
+        from models.artifact import builtin_character
+
+        args.init_from = str(builtin_character())
     if args.minutes is not None and not (0 < args.minutes <= 60 * 24 * 30):  # NaN fails too
         raise UsageError(f"--minutes must be more than 0 and at most 43200 (30 days), got {args.minutes:g}")
     # A student lives beside (inside) its teacher: the CPU tier as TEACHER/cpu, a lighter rung as TEACHER/light.

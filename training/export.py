@@ -215,13 +215,17 @@ def measure_gaze_response(g: torch.nn.Module, model: ModelDir, *, log: Callable[
 CPU_PACK_FILES = ("generator_fp32.onnx", "plate.png", "model_card.md")
 
 
-def pack_for_cpu(model_dir: str | Path, dest: str | Path, *, card: str | None = None, light_card: str | None = None) -> Path:
+def pack_for_cpu(model_dir: str | Path, dest: str | Path, *, card: str | None = None, light_card: str | None = None,
+                 weights_fp16: bool = False) -> Path:
     """Copy what live needs on CPU cores from an exported model (and its lighter rung,
     MODEL/light) into ``dest``: the fp32 ONNX generator, the plate and the model card,
     under a model.json re-sealed for exactly those files. It keeps the model's ID (its
     generator.pt stays behind), so the watermark still names the weights. ``card`` and
     ``light_card`` replace the model cards (a trainer's card names its own folders).
-    This is how the built-in character ships small.
+    ``weights_fp16`` also keeps the main generator's weights, in half precision
+    (``generator_fp16.pt``, half the size of generator.pt): enough to start another
+    model's training from (``train --init-from``) or to run it with PyTorch. This is how
+    the built-in character ships small.
 
     Written into ``dest.tmp`` and swapped in once verified: an interrupted pack never
     leaves a directory that looks complete."""
@@ -243,13 +247,18 @@ def pack_for_cpu(model_dir: str | Path, dest: str | Path, *, card: str | None = 
         for name in CPU_PACK_FILES:
             if name in model.meta["files"]:
                 shutil.copy2(src / name, out / name)
+        if weights_fp16 and not sub:
+            import torch
+
+            state = torch.load(src / "generator.pt", map_location="cpu", weights_only=True)
+            torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, out / "generator_fp16.pt")
         replacement = light_card if sub else card
         if replacement is not None:
             atomic_write_text(out / "model_card.md", replacement)
         meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
         meta["model_id"] = model.model_id
         meta["provenance"] = _without_local_paths({k: v for k, v in meta.get("provenance", {}).items() if k != "dataset"})
-        write_model_json(out, meta, [n for n in CPU_PACK_FILES if (out / n).is_file()])
+        write_model_json(out, meta, [n for n in CPU_PACK_FILES + ("generator_fp16.pt",) if (out / n).is_file()])
         load_model_dir(out)  # what was packed verifies
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
