@@ -143,9 +143,10 @@ class EncodedVideoSink(_Base):
     ``send`` in order, with the audio of ``audio_from`` muxed in when it has any: frame
     ``i`` plays at ``i / fps``, as does the audio under it, so they stay in sync.
 
-    For renders that must not look finished before they are: the file is encoded under
+    For renders that must not look finished before they are: the video is encoded under
     a hidden ``.partial`` name. ``close()`` ends the encoding; only ``commit()`` gives
-    the file its real name, and ``discard()`` (an interrupted or failed render) deletes
+    the file its real name, muxing the audio in (cut or padded with silence to exactly
+    the video's length), and ``discard()`` (an interrupted or failed render) deletes
     it. The caller does one of the two."""
 
     name = "encoder"
@@ -156,7 +157,9 @@ class EncodedVideoSink(_Base):
 
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.stem}.partial.mp4")
+        self._muxed = self.path.with_name(f".{self.path.stem}.muxing.mp4")
         self.size, self.fps, self.frames, self._committed = size, float(fps), 0, False
+        self.audio_from = audio_from
         self.has_audio = audio_from is not None and has_audio_stream(audio_from)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,14 +168,13 @@ class EncodedVideoSink(_Base):
         # Even sizes for yuv420p; macro_block_size 1 keeps ffmpeg from rescaling what was drawn.
         self._writer = imageio_ffmpeg.write_frames(
             str(self._tmp), size, pix_fmt_in="bgr24", fps=self.fps, quality=None, codec="libx264", macro_block_size=1,
-            output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"]
-            + (["-af", "apad", "-shortest"] if self.has_audio else []), ffmpeg_log_level="error",
-            audio_path=str(audio_from) if self.has_audio else None, audio_codec="aac" if self.has_audio else None)
+            output_params=["-crf", str(crf), "-preset", "veryfast"], ffmpeg_log_level="error")
         try:
             self._writer.send(None)  # starts ffmpeg
         except (OSError, RuntimeError) as e:
             self._tmp.unlink(missing_ok=True)
             raise SinkError(f"encoder: ffmpeg cannot write {str(self.path)!r}: {e}") from None
+
     @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         _check(image, self.size, self.name)
@@ -183,9 +185,25 @@ class EncodedVideoSink(_Base):
         self.frames += 1
 
     def commit(self) -> Path:
-        """Finish the file and give it its real name (the render is complete)."""
+        """Finish the file, mux the audio in, and give it its real name (the render is complete)."""
+        import subprocess
+
+        import imageio_ffmpeg
+
         self.close()
-        self._tmp.replace(self.path)
+        if self.has_audio:
+            # The video's exact length (-t): apad fills a short sound track with silence, -t cuts a long one.
+            cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(self._tmp), "-i", str(self.audio_from),
+                   "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-af", "apad",
+                   "-t", f"{self.frames / self.fps:.6f}", "-movflags", "+faststart", str(self._muxed)]
+            res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if res.returncode != 0:
+                self._muxed.unlink(missing_ok=True)
+                raise SinkError(f"encoder: ffmpeg could not add the sound to {str(self.path)!r}: {res.stderr.strip()[-300:]}")
+            self._muxed.replace(self.path)
+            self._tmp.unlink(missing_ok=True)
+        else:
+            self._tmp.replace(self.path)
         self._committed = True
         return self.path
 
@@ -198,6 +216,7 @@ class EncodedVideoSink(_Base):
         except SinkError:
             pass
         self._tmp.unlink(missing_ok=True)
+        self._muxed.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._writer is not None:
