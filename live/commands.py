@@ -177,8 +177,12 @@ def _open_panel(args: argparse.Namespace, cfg: Config, model: str):
     microphones = [{"index": d.index, "name": d.name} for d in audio_devices()[0] if d.kind == "audio-in"]
     info = {"cameras": cameras, "microphones": microphones,"model": str(model), "source": args.source or cfg.capture.source, "camera": getattr(args, "camera", None) or cfg.capture.camera,
             "microphone": cfg.audio.input or "default", "audio_enabled": cfg.audio.enabled}
-    return Panel(cfg.panel, args.panel_settings, output_size=(cfg.output.width, cfg.output.height), fps=cfg.capture.fps,
-                 info=info, log=print)
+    from live.sinks import VirtualCameraSink
+
+    out = cfg.output
+    return Panel(cfg.panel, args.panel_settings, output_size=(out.width, out.height), fps=cfg.capture.fps, info=info, log=print,
+                 open_virtual_camera=lambda fps: VirtualCameraSink(size=(out.width, out.height), fps=fps, device=out.device,
+                                                                   backend=out.backend))
 
 
 def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:

@@ -36,7 +36,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from live.controls import BADGE_POSITIONS, REGIONS, Controls
 from live.output import Mode
 from models.config import PANEL_KEYS, PanelConfig
-from models.errors import DeviceError
+from models.errors import DeviceError, ReenactError
 from models.files import atomic_write_text
 from models.hotpath import per_frame
 
@@ -215,6 +215,8 @@ def create_app(controls: Controls, tap: PanelTap, cfg: PanelConfig, *, token: st
             await asyncio.to_thread(_apply, controls, cmd["action"], cmd.get("name"), cmd.get("value"), settings)
         except (ValueError, TypeError) as e:
             raise HTTPException(400, str(e)) from None
+        except ReenactError as e:  # a device that will not open (no virtual camera here): its one line and fix
+            raise HTTPException(409, e.line()) from None
         return state()
 
     return app
@@ -284,8 +286,9 @@ class Panel:
     ``close()`` at the end."""
 
     def __init__(self, cfg: PanelConfig, settings_file: tuple[Path, dict], *, output_size: tuple[int, int], fps: float,
-                 info: dict[str, Any], log: Callable[[str], None] = print) -> None:
+                 info: dict[str, Any], open_virtual_camera: Callable[[float], Any], log: Callable[[str], None] = print) -> None:
         self.cfg, self.output_size, self.fps, self.info, self.log = cfg, output_size, fps, info, log
+        self.open_virtual_camera = open_virtual_camera  # fps -> the [output] virtual camera (its device and backend)
         self.token = check_host(cfg)
         self.sock = bind(cfg)
         self.tap = PanelTap(size=(cfg.preview_width, cfg.preview_height), fps=cfg.preview_fps)
@@ -304,7 +307,7 @@ class Panel:
 
         controls.on_change = self.settings.set
         fan, size = controls.loop.sinks, self.output_size
-        vcam = Switchable("virtual-camera", fan, lambda: VirtualCameraSink(size=size, fps=self.fps), log=controls.log)
+        vcam = Switchable("virtual-camera", fan, lambda: self.open_virtual_camera(self.fps), log=controls.log)
         vcam.sink = next((s for s in fan.sinks if isinstance(s, VirtualCameraSink)), None)
         recordings = Path(self.cfg.recordings_dir)
         rec = Switchable("recording", fan, lambda: RecorderSink(recordings / time.strftime("reenact-%Y%m%d-%H%M%S.mp4"),
