@@ -33,7 +33,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request  # module level: FastAPI resolves the handlers' annotations here
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from live.controls import BADGE_POSITIONS, REGIONS, Controls
+from live.controls import Controls
 from live.output import Mode
 from models.config import PANEL_KEYS, PanelConfig
 from models.errors import DeviceError, ReenactError
@@ -350,5 +350,4 @@ class PanelServer:
         self.sock.close()
 
 
-__all__ = ["PanelTap", "PanelServer", "SettingsFile", "create_app", "bind", "check_host", "model_dirs", "PanelError",
-           "BADGE_POSITIONS", "REGIONS"]
+__all__ = ["Panel", "PanelTap", "PanelServer", "SettingsFile", "create_app", "bind", "check_host", "model_dirs", "PanelError"]
