@@ -159,7 +159,7 @@ def _panel_hooks(panel, *, on_controls=None, observer=None) -> dict:
     def controls_ready(controls) -> None:
         if on_controls is not None:
             on_controls(controls)
-        panel.start(controls)
+        panel.attach(controls)
 
     def observe(frame, result) -> None:
         panel.tap.observe(frame, result)
@@ -180,9 +180,15 @@ def _open_panel(args: argparse.Namespace, cfg: Config, model: str):
     from live.sinks import VirtualCameraSink
 
     out = cfg.output
-    return Panel(cfg.panel, args.panel_settings, output_size=(out.width, out.height), fps=cfg.capture.fps, info=info, log=print,
-                 open_virtual_camera=lambda fps: VirtualCameraSink(size=(out.width, out.height), fps=fps, device=out.device,
-                                                                   backend=out.backend))
+    panel = Panel(cfg.panel, args.panel_settings, output_size=(out.width, out.height), fps=cfg.capture.fps, info=info,
+                  log=print, open_virtual_camera=lambda fps: VirtualCameraSink(size=(out.width, out.height), fps=fps,
+                                                                               device=out.device, backend=out.backend))
+    try:
+        panel.serve()  # before the model loads: the server's start-up never overlaps captured frames
+    except BaseException:
+        panel.close()
+        raise
+    return panel
 
 
 def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
@@ -210,6 +216,8 @@ def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
             panel.close()
     if soak is not None:
         report["soak"] = soak.report()
+    if panel is not None:  # what the page was sent: a panel nobody watched costs nothing, so say whether one did
+        report["panel_frames_sent"] = dict(panel.tap.sent)
     report.update(pacing="flat-out" if args.flat_out else "real-time", source=str(args.source))
     _write_report(args.json, report)
     print(summary_line(report))

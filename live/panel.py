@@ -80,26 +80,35 @@ class PanelTap:
         self.output, self.driver = Picture(), Picture()
         self._next_out = self._next_drv = 0.0
         self.driver_points: np.ndarray | None = None
+        self.sent = {"output": 0, "driver": 0}  # JPEG frames the page was sent, per stream (server thread)
 
     @per_frame
     def send(self, image: np.ndarray, t_frame: float) -> None:
         now = self.clock()
-        if now < self._next_out:
+        if not self._due("_next_out", now):
             return
-        self._next_out = now + self.period
         self.output.put(cv2.resize(image, self.size, interpolation=cv2.INTER_AREA))
 
     @per_frame
     def observe(self, frame, result) -> None:
-        now = self.clock()
-        if now < self._next_drv:
+        if not self._due("_next_drv", self.clock()):
             return
-        self._next_drv = now + self.period
         h, w = frame.image.shape[:2]
         scale = min(self.size[0] / w, self.size[1] / h)
         small = cv2.resize(frame.image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
         points = None if result.driver_px is None else np.asarray(result.driver_px)[:, :2] * scale
         self.driver.put((small, points))
+
+    def _due(self, slot: str, now: float) -> bool:
+        """Whether a picture is due at ``now``. Due times step by the period from the last
+        one, with a quarter period of slack: frames that come every 33 ms, give or take a
+        millisecond, then give exactly 15 pictures a second, not 11 (every third frame
+        whenever one arrives a hair early)."""
+        due = getattr(self, slot)
+        if now < due - self.period / 4:
+            return False
+        setattr(self, slot, max(due + self.period, now - self.period / 4))
+        return True
 
     def close(self) -> None:
         pass
@@ -110,8 +119,8 @@ def draw_driver(item) -> np.ndarray:
     image, points = item
     image = image.copy()
     if points is not None:
-        for x, y in points.astype(np.int32):
-            image[max(0, min(y, image.shape[0] - 1)), max(0, min(x, image.shape[1] - 1))] = (80, 255, 80)
+        xy = points.astype(np.int32)
+        image[np.clip(xy[:, 1], 0, image.shape[0] - 1), np.clip(xy[:, 0], 0, image.shape[1] - 1)] = (80, 255, 80)
     return image
 
 
@@ -171,11 +180,18 @@ def model_dirs(root: str | Path) -> list[str]:
     return sorted(d.name for d in p.iterdir() if d.is_dir() and (d / "model.json").is_file())
 
 
-def create_app(controls: Controls, tap: PanelTap, cfg: PanelConfig, *, token: str | None, settings: SettingsFile,
-               info: dict[str, Any], log: Callable[[str], None] = print):
-    """The FastAPI app. ``info`` is what the page shows about the session (model, engine,
-    cameras, microphones)."""
+def create_app(session: Callable[[], Controls | None], tap: PanelTap, cfg: PanelConfig, *, token: str | None,
+               settings: SettingsFile, info: dict[str, Any], log: Callable[[str], None] = print):
+    """The FastAPI app. ``session()`` gives the session's controls, or None while live is
+    still starting (then the state and the controls answer 503, and the streams wait).
+    ``info`` is what the page shows about the session (model, engine, cameras, microphones)."""
     app = FastAPI(title="reenact panel", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def controls() -> Controls:
+        c = session()
+        if c is None:
+            raise HTTPException(503, "live is starting: the model is loading")
+        return c
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -200,7 +216,7 @@ def create_app(controls: Controls, tap: PanelTap, cfg: PanelConfig, *, token: st
 
     @app.get("/api/state")
     def state():
-        return {**controls.state(), "kept": sorted(settings.kept), "settings_file": str(settings.path),
+        return {**controls().state(), "kept": sorted(settings.kept), "settings_file": str(settings.path),
                 "preview": {"width": tap.size[0], "height": tap.size[1], "fps": round(1 / tap.period, 2)}, **info}
 
     @app.post("/api/control")
@@ -212,7 +228,7 @@ def create_app(controls: Controls, tap: PanelTap, cfg: PanelConfig, *, token: st
         if not isinstance(cmd, dict) or not isinstance(cmd.get("action"), str):
             raise HTTPException(400, "the body must be a JSON object with a string \"action\"")
         try:  # the controls take their own locks; this thread is the server's, not the loop's
-            await asyncio.to_thread(_apply, controls, cmd["action"], cmd.get("name"), cmd.get("value"), settings)
+            await asyncio.to_thread(_apply, controls(), cmd["action"], cmd.get("name"), cmd.get("value"), settings)
         except (ValueError, TypeError) as e:
             raise HTTPException(400, str(e)) from None
         except ReenactError as e:  # a device that will not open (no virtual camera here): its one line and fix
@@ -226,7 +242,7 @@ def _add_streams(app: FastAPI, tap: PanelTap) -> None:
     """The two MJPEG streams: each sends the newest picture once it changes, encoded
     here, on the server's side, never on the loop's."""
 
-    def mjpeg(picture: Picture, draw: Callable[[Any], np.ndarray]):
+    def mjpeg(stream: str, picture: Picture, draw: Callable[[Any], np.ndarray]):
         async def frames():
             serial = -1
             while True:
@@ -235,6 +251,7 @@ def _add_streams(app: FastAPI, tap: PanelTap) -> None:
                     continue
                 ok, jpg = cv2.imencode(".jpg", draw(item), [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:
+                    tap.sent[stream] += 1
                     yield b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpg.tobytes() + b"\r\n"
 
         return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame",
@@ -242,11 +259,11 @@ def _add_streams(app: FastAPI, tap: PanelTap) -> None:
 
     @app.get("/stream/output.mjpg")
     def output_stream():
-        return mjpeg(tap.output, lambda image: image)
+        return mjpeg("output", tap.output, lambda image: image)
 
     @app.get("/stream/driver.mjpg")
     def driver_stream():
-        return mjpeg(tap.driver, draw_driver)
+        return mjpeg("driver", tap.driver, draw_driver)
 
 
 def _apply(controls: Controls, action: str, name: str | None, value: Any, settings: SettingsFile) -> None:
@@ -281,9 +298,11 @@ def _apply(controls: Controls, action: str, name: str | None, value: Any, settin
 
 class Panel:
     """Everything ``live --panel`` adds to a session, in the order a session needs it:
-    made (and its port bound) before any device opens, its ``tap`` handed to the
-    session as a sink and an observer, ``start(controls)`` once the controls exist,
-    ``close()`` at the end."""
+    made (its port bound) before any device opens; ``serve()`` before the model loads,
+    so the server's start-up (imports, its event loop) is over before the first frame
+    is captured and the page can be opened while live starts; its ``tap`` handed to
+    the session as a sink and an observer; ``attach(controls)`` once the controls
+    exist; ``close()`` at the end."""
 
     def __init__(self, cfg: PanelConfig, settings_file: tuple[Path, dict], *, output_size: tuple[int, int], fps: float,
                  info: dict[str, Any], open_virtual_camera: Callable[[float], Any], log: Callable[[str], None] = print) -> None:
@@ -293,6 +312,7 @@ class Panel:
         self.sock = bind(cfg)
         self.tap = PanelTap(size=(cfg.preview_width, cfg.preview_height), fps=cfg.preview_fps)
         self.settings = SettingsFile(*settings_file)
+        self.controls: Controls | None = None
         self.server: PanelServer | None = None
 
     @property
@@ -301,7 +321,36 @@ class Panel:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         return f"http://{shown}:{self.cfg.port}/" + (f"?token={self.token}" if self.token else "")
 
-    def start(self, controls: Controls) -> None:
+    def serve(self, *, ready_within: float = 10.0) -> None:
+        """Start the server and return once it accepts requests."""
+        info = {**self.info, "models": model_dirs(self.cfg.models_dir)}
+        app = create_app(lambda: self.controls, self.tap, self.cfg, token=self.token, settings=self.settings, info=info,
+                         log=self.log)
+        self.server = PanelServer(app, self.sock, log=self.log)
+        self.server.start(ready_within=ready_within)
+        self._warm_up()
+        self.log(f"panel: {self.url}" + ("  (the token in this address is required: the panel is reachable from other machines)"
+                                           if self.token else ""))
+
+    def _warm_up(self) -> None:
+        """Ask for the page and its assets once, here, before any frame is captured: the
+        first request's one-off work (routing, MIME tables, the worker threads) then never
+        lands on a running loop when a user opens the page."""
+        import urllib.request
+
+        host = self.cfg.host.strip()
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else (f"[{host}]" if ":" in host else host)
+        base = f"http://{host}:{self.cfg.port}/"
+        headers = {"X-Reenact-Token": self.token} if self.token else {}
+        for path in ("", "static/panel.js", "static/panel.css", "api/state"):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=5) as r:
+                    r.read()
+            except (OSError, ValueError):  # 503 from api/state (live is starting), or an address this machine cannot call itself on
+                pass
+
+    def attach(self, controls: Controls) -> None:
+        """The session's controls, once it has them: from now on the page drives them."""
         from live.controls import Switchable
         from live.sinks import RecorderSink, VirtualCameraSink
 
@@ -314,12 +363,7 @@ class Panel:
                                                                 size=size, fps=self.fps), log=controls.log)
         rec.sink = next((s for s in fan.sinks if isinstance(s, RecorderSink)), None)
         controls.outputs.update({"virtual-camera": vcam, "recording": rec})
-        info = {**self.info, "models": model_dirs(self.cfg.models_dir)}
-        app = create_app(controls, self.tap, self.cfg, token=self.token, settings=self.settings, info=info, log=self.log)
-        self.server = PanelServer(app, self.sock, log=self.log)
-        self.server.start()
-        self.log(f"panel: {self.url}" + ("  (the token in this address is required: the panel is reachable from other machines)"
-                                           if self.token else ""))
+        self.controls = controls
 
     def close(self) -> None:
         if self.server is not None:
@@ -341,8 +385,13 @@ class PanelServer:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="panel", daemon=True)
         self.log = log
 
-    def start(self) -> None:
+    def start(self, *, ready_within: float = 10.0) -> None:
         self.thread.start()
+        deadline = time.monotonic() + ready_within
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.server.started:
+            raise PanelError("panel: the web server did not start", fix="run again with --set panel.port=N for another port")
 
     def close(self) -> None:
         self.server.should_exit = True

@@ -45,6 +45,7 @@ class Live:
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         self.url = self._wait_for_url()
+        self._wait_until_running()
 
     def _wait_for_url(self) -> str:
         deadline = time.monotonic() + 180
@@ -56,6 +57,22 @@ class Live:
                 raise AssertionError("live ended before serving the panel:\n" + self.log.read_text()[-3000:])
             time.sleep(0.2)
         raise AssertionError("the panel never started:\n" + self.log.read_text()[-3000:])
+
+    def _wait_until_running(self) -> None:
+        """The panel is served before the model loads; its state answers 503 until live runs."""
+        token = (re.search(r"token=([\w-]+)", self.url) or [None, None])[1]
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                self.api("/api/state", token=token)
+                return
+            except urllib.error.HTTPError as e:
+                if e.code != 503:
+                    raise
+            if self.proc.poll() is not None:
+                raise AssertionError("live ended while starting:\n" + self.log.read_text()[-3000:])
+            time.sleep(0.2)
+        raise AssertionError("live never started behind its panel:\n" + self.log.read_text()[-3000:])
 
     def api(self, path: str, body: dict | None = None, *, token: str | None = None) -> dict:
         url = self.url.split("?")[0].rstrip("/") + path + (f"?token={token}" if token else "")
@@ -200,6 +217,51 @@ def test_a_taken_port_is_one_clear_line(tmp_path):
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert "cannot listen" in last and str(port) in last and "Traceback" not in res.stderr
+
+
+def test_the_page_opens_while_live_is_still_starting(tmp_path):
+    """The server runs before the model loads (so its start-up never costs captured
+    frames): the page is there at once, and the state says live is starting."""
+    from live.panel import Panel
+    from models.config import PanelConfig
+
+    logged: list[str] = []
+    panel = Panel(PanelConfig(port=_free_port(), models_dir=str(tmp_path)), (tmp_path / "panel-settings.toml", {}),
+                  output_size=(640, 360), fps=30.0, info={}, open_virtual_camera=lambda fps: None, log=logged.append)
+    try:
+        panel.serve()
+        assert logged == [f"panel: {panel.url}"]
+        with urllib.request.urlopen(panel.url, timeout=10) as r:
+            assert b"reenact" in r.read()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(panel.url + "api/state", timeout=10)
+        assert e.value.code == 503 and "starting" in json.loads(e.value.read())["detail"]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(panel.url + "api/control", data=b'{"action": "pause", "value": true}'),
+                                   timeout=10)
+        assert e.value.code == 503
+    finally:
+        panel.close()
+
+
+@pytest.mark.parametrize("fps, preview_fps", [(30.0, 15.0), (30.0, 10.0), (25.0, 15.0), (60.0, 15.0)])
+def test_the_preview_keeps_its_rate_when_frames_come_with_jitter(fps, preview_fps):
+    """Frames every 1/fps s, each up to 2 ms early or late: the page gets preview_fps
+    pictures a second (never more than the frames), not a rate that collapses whenever
+    a frame comes a hair before its due time."""
+    import numpy as np
+
+    from live.panel import PanelTap
+
+    rng = np.random.default_rng(0)
+    now = [0.0]
+    tap = PanelTap(size=(64, 36), fps=preview_fps, clock=lambda: now[0])
+    frame = np.zeros((72, 128, 3), np.uint8)
+    seconds = 20
+    for i in range(int(seconds * fps)):
+        now[0] = i / fps + rng.uniform(-0.002, 0.002)
+        tap.send(frame, now[0])
+    assert tap.output.serial == pytest.approx(seconds * min(fps, preview_fps), rel=0.02)
 
 
 def test_the_settings_file_takes_only_what_the_panel_keeps(tmp_path):

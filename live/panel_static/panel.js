@@ -61,6 +61,7 @@ let lastFrames = null, lastT = null;
 async function poll() {
   try {
     const r = await fetch(withToken("api/state"));
+    if (r.status === 503) { $("status").textContent = "live is starting: the model is loading"; return; }
     if (!r.ok) { $("status").textContent = `error ${r.status}`; return; }
     const s = await r.json();
     const now = performance.now();
