@@ -1,6 +1,7 @@
 """Make the built-in character (models/data/character): the recipe, end to end.
 
     .venv/bin/python tools/train_character.py --work runs/character --minutes 45 --light-minutes 12
+    .venv/bin/python tools/train_character.py --work runs/character --minutes 40 --extend-minutes 35 --light-minutes 12
 
 1. render a synthetic target clip of ``CHARACTER_SHAPE`` (models/puppet.py): a made-up
    face with coloured irises, teeth and hair, looking around, talking and turning;
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -61,6 +63,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=45.0, help="training budget of the main model")
     ap.add_argument("--light-minutes", type=float, default=12.0, help="training budget of the lighter rung")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the rendered target clip")
+    ap.add_argument("--extend-minutes", type=float, default=0.0,
+                    help="once trained, resume the main model for this much more wall time (a new budget, its rate "
+                         "decaying again), then distil a new lighter rung from it")
     ap.add_argument("--pack", default=str(Path(__file__).resolve().parents[1] / "models" / "data" / "character"))
     args = ap.parse_args()
 
@@ -86,23 +91,34 @@ def main() -> int:
     trained = work / "model.trained"  # written once the budget is spent; an interrupted run resumes instead
     if not trained.is_file():
         print(f"[3/5] training the cpu preset for {args.minutes:.0f} min")
-        train(work / "dataset", model_dir, model=model_cfg, cfg=train_cfg, resume=(model_dir / "checkpoint.pt").is_file(),
-              minutes=args.minutes)
+        if train(work / "dataset", model_dir, model=model_cfg, cfg=train_cfg, resume=(model_dir / "checkpoint.pt").is_file(),
+                 minutes=args.minutes).get("stopped"):
+            return _interrupted()
         export(model_dir)
         trained.write_text("done\n")
     light = model_dir / LIGHT_RUNG
+    extended = work / f"model.extended-{args.extend_minutes:g}"
+    if args.extend_minutes > 0 and not extended.is_file():
+        print(f"[3/5] training the cpu preset for {args.extend_minutes:.0f} more min")
+        if train(work / "dataset", model_dir, model=model_cfg, cfg=train_cfg, resume=True, minutes=args.extend_minutes).get("stopped"):
+            return _interrupted()
+        export(model_dir)
+        if light.is_dir():  # distilled from the weights before: distil again from these
+            shutil.rmtree(light)
+        extended.write_text("done\n")
     if args.light_minutes > 0 and not (light / "generator_fp32.onnx").is_file():
         print(f"[4/5] distilling the lighter rung for {args.light_minutes:.0f} min")
-        distill(work / "dataset", light, teacher=model_dir, drivers=[], model=ModelConfig(**PRESETS["light"]),
-                cfg=dataclasses.replace(train_cfg, **PRESET_TRAINING["light"]), resume=(light / "checkpoint.pt").is_file(),
-                minutes=args.light_minutes)
+        if distill(work / "dataset", light, teacher=model_dir, drivers=[], model=ModelConfig(**PRESETS["light"]),
+                   cfg=dataclasses.replace(train_cfg, **PRESET_TRAINING["light"]), resume=(light / "checkpoint.pt").is_file(),
+                   minutes=args.light_minutes).get("stopped"):
+            return _interrupted()
         export(light)
     print(f"[5/5] packing into {args.pack}")
     model = load_model_dir(model_dir)
     light_meta = load_model_dir(light).meta if (light / "model.json").is_file() else None
     m = model.meta.get("metrics", {})
     card = CARD.format(generator=model.generator_config, steps=model.meta.get("provenance", {}).get("steps", "?"),
-                       minutes=args.minutes, machine=f"{platform.processor() or platform.machine()}, {_cpu_name()}",
+                       minutes=args.minutes + args.extend_minutes, machine=f"{platform.processor() or platform.machine()}, {_cpu_name()}",
                        psnr=_r(m.get("psnr"), 2), ssim=_r(m.get("ssim"), 3), lmk=_r(m.get("landmark_error_iod"), 4),
                        light=f"{light_meta['generator']}, validation PSNR {_r(light_meta.get('metrics', {}).get('psnr'), 2)} dB"
                        if light_meta else "none", model_id=model.model_id)
@@ -115,6 +131,12 @@ def main() -> int:
     pack_for_cpu(model_dir, Path(args.pack), card=card, light_card=light_card, weights_fp16=True)
     print((Path(args.pack) / "model_card.md").read_text())
     return 0
+
+
+def _interrupted() -> int:
+    """Ctrl-C or SIGTERM: the trainer saved a checkpoint; nothing is marked done or packed."""
+    print("interrupted: run the same command again to continue from the checkpoint")
+    return 130
 
 
 def _r(value, digits: int) -> str:
