@@ -316,10 +316,15 @@ class Panel:
         self.server: PanelServer | None = None
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
+        """The address this machine reaches the panel on (an any-address bind is 127.0.0.1)."""
         host = self.cfg.host.strip()
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        return f"http://{shown}:{self.cfg.port}/" + (f"?token={self.token}" if self.token else "")
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        return f"http://{host}:{self.cfg.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + (f"?token={self.token}" if self.token else "")
 
     def serve(self, *, ready_within: float = 10.0) -> None:
         """Start the server and return once it accepts requests."""
@@ -338,13 +343,10 @@ class Panel:
         lands on a running loop when a user opens the page."""
         import urllib.request
 
-        host = self.cfg.host.strip()
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else (f"[{host}]" if ":" in host else host)
-        base = f"http://{host}:{self.cfg.port}/"
         headers = {"X-Reenact-Token": self.token} if self.token else {}
         for path in ("", "static/panel.js", "static/panel.css", "api/state"):
             try:
-                with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=5) as r:
+                with urllib.request.urlopen(urllib.request.Request(self.base_url + path, headers=headers), timeout=5) as r:
                     r.read()
             except (OSError, ValueError):  # 503 from api/state (live is starting), or an address this machine cannot call itself on
                 pass

@@ -1,7 +1,7 @@
 """Make the built-in character (models/data/character): the recipe, end to end.
 
     .venv/bin/python tools/train_character.py --work runs/character --minutes 45 --light-minutes 12
-    .venv/bin/python tools/train_character.py --work runs/character --minutes 40 --extend-minutes 35 --light-minutes 12
+    .venv/bin/python tools/train_character.py --work runs/character --minutes 40 --extend-minutes 30 --light-minutes 12
 
 1. render a synthetic target clip of ``CHARACTER_SHAPE`` (models/puppet.py): a made-up
    face with coloured irises, teeth and hair, looking around, talking and turning;
