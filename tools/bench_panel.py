@@ -79,7 +79,7 @@ def figures(report: dict) -> dict:
     return {"e2e_p50": e["p50"], "e2e_p95": e["p95"], "e2e_p99": e["p99"], "fps": report["fps"],
             "dropped_pct": 100 * report["frames_dropped"] / n, "repeated_pct": 100 * report["frames_repeated"] / max(report["frames_out"], 1),
             "cpu_ms_per_frame": report.get("cpu_ms_per_frame"),
-            "preview_fps": round(report.get("panel_frames_sent", {}).get("output", 0) / max(report["frames_out"] / max(report["fps"], 1e-9), 1e-9), 2)}
+            "preview_fps": round(report.get("panel_frames_sent", {}).get("output", 0) / max(report["duration_s"], 1e-9), 2)}
 
 
 def main() -> int:
