@@ -29,6 +29,7 @@ from models.files import atomic_write_text, confined, read_record, sha256_file
 from models.framing import Framing
 from models.retarget import Coverage, GazeResponse
 from models.sketch import SketchSpec
+from models.swap import SwapArchitecture, SwapTemplate
 from models.errors import ModelError
 
 FORMAT = "reenact-model"
@@ -128,6 +129,17 @@ class ModelDir:
     def generator_config(self) -> dict:
         return self.meta["generator"]
 
+    kind = "reenact"
+    output_channels = 3  # the generator's output: the photo
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3): the sketch the generator takes."""
+        return (self.contract.sketch.height, self.contract.sketch.width, 3)
+
+    def check_onnx(self, path: Path) -> None:
+        check_onnx_metadata(path, self)
+
     @property
     def model_id(self) -> str:
         """8 hex digits naming these weights (in logs, model cards and the watermark):
@@ -173,17 +185,101 @@ def read_model_json(p: Path) -> dict:
                        keys={"files": dict, "contract": dict, "generator": dict})
 
 
+KINDS = ("reenact", "swap")  # model.json's "kind": a re-enactment (pix2pix) model, or a replacement (face swap) one
+
+
+def model_kind(meta: dict) -> str:
+    """The kind a model record declares (models made before replacement have none: re-enactment)."""
+    kind = meta.get("kind", "reenact")
+    if kind not in KINDS:
+        raise ArtifactError(f"model.json declares an unknown kind {kind!r} (this version knows {', '.join(KINDS)}); update reenact")
+    return kind
+
+
 def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str, ...] = ()) -> ModelDir:
-    """Open and verify a model directory. ``verify`` checks every file's sha256;
-    ``rebuild`` names files the caller is about to write again (``export`` and its ONNX
-    files), which are then not checked, so a damaged one can be repaired."""
+    """Open and verify a re-enactment model directory. ``verify`` checks every file's
+    sha256; ``rebuild`` names files the caller is about to write again (``export`` and its
+    ONNX files), which are then not checked, so a damaged one can be repaired."""
     p = check_model_path(path)
     meta = read_model_json(p)
+    if model_kind(meta) == "swap":
+        raise ArtifactError(f"{p} is a replacement (face swap) model, made by `train --swap`; live, render, eval and bench "
+                            "run re-enactment models only so far")
     contract = Contract.from_dict(meta["contract"])
     try:
         GazeResponse.from_dict(meta.get("gaze_response"))  # live builds it again; a bad record fails here, named
     except ValueError as e:
         raise ArtifactError(f"{p / 'model.json'}: {e}") from None
+    _check_files(p, meta, verify=verify, rebuild=rebuild)
+    return ModelDir(p, meta, contract)
+
+
+def open_model(path: str | Path, *, verify: bool = True) -> "ModelDir | SwapModelDir":
+    """Either kind of model directory, by the kind its model.json declares."""
+    p = check_model_path(path)
+    return load_swap_model(p, verify=verify) if model_kind(read_model_json(p)) == "swap" else load_model_dir(p, verify=verify)
+
+
+@dataclass(frozen=True)
+class SwapModelDir:
+    """A replacement model: its network's size and the alignment it was trained with."""
+
+    path: Path
+    meta: dict
+    template: SwapTemplate
+    network: SwapArchitecture
+
+    def file(self, name: str) -> Path:
+        if name not in self.meta["files"]:
+            raise ArtifactError(f"{self.path} has no {name}" + (" (run `reenact export` first)" if name.endswith(".onnx") else ""))
+        return self.path / name
+
+    @property
+    def model_id(self) -> str:
+        return model_id_of(self.meta["files"]["generator.pt"]["sha256"])
+
+    kind = "swap"
+    output_channels = 4  # the target's face (3) and its mask (1, scaled to [-1, 1] like the face)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(S, S, 3): the user's aligned face."""
+        return (self.network.size, self.network.size, 3)
+
+    def check_onnx(self, path: Path) -> None:
+        """Raise ArtifactError unless the ONNX file was exported for this model's alignment."""
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if props.get("reenact.kind") != "swap" or props.get("reenact.template_hash") != self.template.hash:
+            raise ArtifactError(f"{path} was not exported for this swap model's alignment template {self.template.hash}; "
+                                f"run `reenact export {self.path}`")
+
+
+def load_swap_model(path: str | Path, *, verify: bool = True, rebuild: tuple[str, ...] = ()) -> SwapModelDir:
+    """Open and verify a replacement model directory (``kind`` "swap"); its alignment
+    template and network size are checked as untrusted records."""
+    p = check_model_path(path)
+    meta = read_model_json(p)
+    if model_kind(meta) != "swap":
+        raise ArtifactError(f"{p} is a re-enactment model, not a replacement (face swap) one")
+    try:
+        template = SwapTemplate.from_dict(meta["contract"].get("template"))
+        network = SwapArchitecture.from_dict(meta["generator"])
+    except ValueError as e:
+        raise ArtifactError(f"{p / 'model.json'}: {e}") from None
+    if meta["contract"].get("template_hash") != template.hash:
+        raise ArtifactError(f"{p / 'model.json'}: the alignment template's hash does not match the template it records")
+    if template.size != network.size:
+        raise ArtifactError(f"{p / 'model.json'}: the template is {template.size} px, the network {network.size} px")
+    if "generator.pt" not in meta["files"]:
+        raise ArtifactError(f"{p / 'model.json'} lists no generator.pt")
+    _check_files(p, meta, verify=verify, rebuild=rebuild)
+    return SwapModelDir(p, meta, template, network)
+
+
+def _check_files(p: Path, meta: dict, *, verify: bool, rebuild: tuple[str, ...]) -> None:
+    """Every file model.json lists: inside the directory, present, of its size, and (``verify``) of its sha256."""
     if "generator.pt" not in meta["files"] and not _is_model_id(meta.get("model_id")):
         raise ArtifactError(f"{p / 'model.json'} lists no generator.pt and records no model ID (8 hex digits)")
     for name, rec in meta["files"].items():
@@ -201,7 +297,6 @@ def load_model_dir(path: str | Path, *, verify: bool = True, rebuild: tuple[str,
             raise ArtifactError(f"{f} is truncated or changed: {f.stat().st_size} bytes, expected {rec['bytes']}")
         if verify and sha256_file(f) != rec["sha256"]:
             raise ArtifactError(f"{f} is corrupt: its sha256 does not match model.json")
-    return ModelDir(p, meta, contract)
 
 
 def load_generator(model: ModelDir, device="cpu"):
@@ -212,6 +307,8 @@ def load_generator(model: ModelDir, device="cpu"):
 
     from models.unet import UNetGenerator, from_architecture
 
+    if isinstance(model, SwapModelDir):
+        return _load_swap_generator(model, device)
     # A model packed for CPU cores may keep its weights in half precision only (the
     # built-in character): they load into the same fp32 network.
     path = model.file("generator.pt" if "generator.pt" in model.meta["files"] or "generator_fp16.pt" not in model.meta["files"]
@@ -226,6 +323,21 @@ def load_generator(model: ModelDir, device="cpu"):
     except Exception as e:  # noqa: BLE001 - unpickling refused, wrong keys or shapes: all mean a bad file
         raise ArtifactError(f"{path} is not a usable generator for this model ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:200]})") from None
+    return g.eval().to(device)
+
+
+def _load_swap_generator(model: "SwapModelDir", device):
+    """A replacement model's run-time network (encoder + the target's decoder), eval, fp32."""
+    import torch
+
+    from models.swapnet import SwapAutoencoder, SwapGenerator
+
+    path = model.file("generator.pt")
+    g = SwapGenerator(SwapAutoencoder(model.network))
+    try:
+        g.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 - unpickling refused, wrong keys or shapes: all mean a bad file
+        raise ArtifactError(f"{path} is not a usable network for this model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return g.eval().to(device)
 
 
