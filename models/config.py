@@ -123,6 +123,19 @@ ENGINE_NAMES = ("torch-cuda", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch-cpu"
 
 
 @dataclass(frozen=True)
+class SwapConfig:
+    size: int = _f(128, choices=(64, 128, 256), doc="replacement: the aligned face crop, pixels square")
+    width: int = _f(128, lo=16, hi=1024, doc="channels of the swap network's widest layer (a multiple of 16)",
+                   check=lambda v: None if v % 16 == 0 else "must be a multiple of 16")
+    latent: int = _f(256, lo=16, hi=2048, doc="the shared encoder's bottleneck")
+    batch_size: int = _f(8, lo=1, hi=1024, doc="faces of each person per step")
+    lambda_l1: float = _f(10.0, lo=0.0, hi=1e4, doc="L1 inside the face mask (eyes and mouth weighted by train.eye_weight / mouth_weight)")
+    lambda_ssim: float = _f(10.0, lo=0.0, hi=1e4, doc="structural dissimilarity (1 - SSIM) / 2 inside the face mask")
+    lambda_mask: float = _f(10.0, lo=0.0, hi=1e4, doc="L1 of the predicted mask against the landmarks' face mask")
+    warp: float = _f(0.025, lo=0.0, hi=0.2, doc="random warp of the network's input, as a fraction of the crop (the classic recipe)")
+
+
+@dataclass(frozen=True)
 class LiveConfig:
     engine: str = _f("auto", choices=("auto",) + ENGINE_NAMES, doc="auto = the fastest engine that runs here")
     model_tier: str = _f("auto", choices=("auto", "full", "cpu"),
@@ -197,6 +210,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "dataset": DatasetConfig,
     "train": TrainConfig,
+    "swap": SwapConfig,
     "live": LiveConfig,
     "output": OutputConfig,
     "audio": AudioConfig,
@@ -226,6 +240,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    swap: SwapConfig = field(default_factory=SwapConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

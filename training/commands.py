@@ -23,8 +23,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     d.add_argument("--consent", action="store_true", help="attest that you may use the target's likeness")
     d.set_defaults(func=cmd_dataset)
 
-    t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target")
-    t.add_argument("dataset", metavar="DATASET")
+    t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target (or, with --swap, a face swap)")
+    t.add_argument("dataset", metavar="DATASET", nargs="?", help="the target's dataset (`reenact dataset`); with --swap, give it there")
     t.add_argument("--out", metavar="MODEL_DIR", help=f"where the model goes (with --teacher: default TEACHER_DIR/{CPU_TIER})")
     t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
     t.add_argument("--preset", choices=["auto"] + sorted(PRESETS), default="auto",
@@ -40,6 +40,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--drivers", nargs="+", metavar="VIDEO",
                    help="with --teacher: driver clips retargeted onto the target for extra teacher pairs; "
                         "'puppet' is the embedded puppet driver (the default)")
+    t.add_argument("--swap", metavar="TARGET_DATASET",
+                   help="replacement mode: train a face swap, the target's face on the user's own head; needs --user")
+    t.add_argument("--user", metavar="USER_DATASET", help="with --swap: your own dataset (`reenact dataset` of a clip of you)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", parents=[common],
@@ -86,6 +89,10 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     from models.files import make_dir
     from training.dataset import check_dataset
 
+    if args.swap or args.user:
+        return cmd_train_swap(args, cfg)
+    if args.dataset is None:
+        raise UsageError("train needs a DATASET (or --swap TARGET_DATASET --user USER_DATASET)")
     if args.out is None and not args.teacher:
         raise UsageError("train needs --out MODEL_DIR")
     if args.drivers and not args.teacher:
@@ -124,6 +131,40 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
 
         export(out)
         print(f"exported {out}: ready for `reenact live --model {out}`")
+    return EXIT_OK
+
+
+def cmd_train_swap(args: argparse.Namespace, cfg: Config) -> int:
+    """``train --swap TARGET_DATASET --user USER_DATASET --out MODEL_DIR``: replacement mode."""
+    from models.errors import ModelError
+    from models.files import make_dir
+    from training.dataset import check_dataset
+
+    if not (args.swap and args.user and args.out):
+        raise UsageError("a face swap needs --swap TARGET_DATASET --user USER_DATASET --out MODEL_DIR")
+    if args.dataset is not None:
+        raise UsageError(f"with --swap the target's dataset goes after --swap, not as DATASET ({args.dataset!r})")
+    for flag, value in (("--teacher", args.teacher), ("--init-from", args.init_from), ("--drivers", args.drivers)):
+        if value:
+            raise UsageError(f"{flag} is for re-enactment models; it does not go with --swap")
+    if args.preset != "auto":
+        raise UsageError("--preset picks a re-enactment generator; a swap network is set in [swap] (e.g. --set swap.width=128)")
+    if args.minutes is not None and not (0 < args.minutes <= 60 * 24 * 30):
+        raise UsageError(f"--minutes must be more than 0 and at most 43200 (30 days), got {args.minutes:g}")
+    for path in (args.swap, args.user):
+        check_dataset(path)  # a wrong dataset is named at once, before torch starts
+    make_dir(args.out, error=ModelError, what="the model")
+    from training.swap import train_swap
+
+    summary = train_swap(args.swap, args.user, args.out, cfg=cfg.train, swap=cfg.swap, resume=args.resume,
+                         minutes=args.minutes, progress=not args.quiet)
+    if summary.get("stopped"):
+        return EXIT_INTERRUPTED
+    if args.minutes is not None:  # a budgeted run ends exported, like a re-enactment one
+        from training.export import export
+
+        export(args.out)
+        print(f"exported {args.out}: generator_fp32.onnx (CPU) and generator_fp16.onnx (GPU)")
     return EXIT_OK
 
 

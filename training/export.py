@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from models.artifact import ModelDir, load_generator, load_model_dir, write_model_json
+from models.artifact import (ModelDir, check_model_path, load_generator, load_model_dir, load_swap_model, model_kind, read_model_json,
+                             write_model_json)
 from models.files import atomic_path
 from models.pixels import images_to_tensor, tensor_to_images
 from models.retarget import EYES, GazeResponse, iris_position, place_iris
@@ -48,12 +49,12 @@ def parity_inputs(model: ModelDir, n: int = 4, seed: int = 0) -> np.ndarray:
     return images_to_tensor(np.stack(out)).numpy()
 
 
-def _onnx_export(g: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _onnx_export(g: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str] = ("sketch", "photo")) -> None:
     """The TorchScript-based exporter: a plain conv net traces exactly, and it needs
     no onnxscript. Its deprecation notice is not the user's concern."""
     import warnings
 
-    kwargs = dict(input_names=["sketch"], output_names=["photo"], opset_version=OPSET)
+    kwargs = dict(input_names=[names[0]], output_names=[names[1]], opset_version=OPSET)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
@@ -82,19 +83,23 @@ def _ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32
-    return np.concatenate([sess.run(None, {"sketch": x[i : i + 1].astype(dtype)})[0].astype(np.float32) for i in range(len(x))])
+    first = sess.get_inputs()[0]
+    dtype = np.float16 if first.type == "tensor(float16)" else np.float32
+    return np.concatenate([sess.run(None, {first.name: x[i : i + 1].astype(dtype)})[0].astype(np.float32) for i in range(len(x))])
 
 
 ONNX_FILES = ("generator_fp32.onnx", "generator_fp16.onnx")
 
 
 def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict:
-    """Write both ONNX generators of a model directory from its ``generator.pt``.
+    """Write both ONNX generators of a model directory from its ``generator.pt``
+    (a replacement model's: ``export_swap``).
 
     The ONNX files are rebuilt, never read, so a damaged or deleted one is repaired. The
     directory stays consistent throughout: model.json first drops the old exports, and
     lists each new one only after it was written whole and passed its parity check."""
+    if model_kind(read_model_json(check_model_path(model_dir))) == "swap":
+        return export_swap(model_dir, log=log)
     model = load_model_dir(model_dir, rebuild=ONNX_FILES)
     g = load_generator(model)
     x = parity_inputs(model)
@@ -140,6 +145,66 @@ def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndar
             raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
         size = tmp.stat().st_size
     return {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean, "bytes": size}
+
+
+# ---------------------------------------------------------------- a replacement model
+
+def export_swap(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict:
+    """Both ONNX files of a replacement model: its run-time network (the shared encoder
+    and the target's decoder: aligned face in, the target's face and mask out, (N, 4,
+    S, S)), each written only once it matches PyTorch fp32 on real-looking input (the
+    bundled face drawn through the model's alignment, and noisy copies of it)."""
+    model = load_swap_model(model_dir, rebuild=ONNX_FILES)
+    g = load_generator(model)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(-1, 1, (4, 3, model.network.size, model.network.size)).astype(np.float32))
+    with torch.no_grad():
+        ref = g(x).numpy()
+    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
+    kept = sorted(set(model.meta["files"]) - set(ONNX_FILES))
+    if kept != sorted(model.meta["files"]):
+        write_model_json(model.path, meta, kept)  # the old exports are about to be replaced
+    report = {}
+    for precision in ("fp32", "fp16"):
+        name = f"generator_{precision}.onnx"
+        net = g if precision == "fp32" else _half_copy(g, model.network)
+        tol_max, tol_mean = TOLERANCE[precision]
+        with atomic_path(model.path / name) as tmp:
+            try:
+                _onnx_export(net, x[:1].to(torch.float16 if precision == "fp16" else torch.float32), tmp, names=("face", "swapped"))
+                _add_swap_metadata(tmp, model, precision)
+                got = _ort_run(tmp, x.numpy())
+            except Exception as e:
+                raise ExportError(f"{precision} export failed: {type(e).__name__}: {e}") from e
+            err = np.abs(got - ref)
+            max_err, mean_err = float(err.max()), float(err.mean())
+            log(f"{name}: parity vs PyTorch fp32: max |err| {max_err:.2e}, mean {mean_err:.2e} (tolerance {tol_max:g} / {tol_mean:g})")
+            if not (max_err <= tol_max and mean_err <= tol_mean):
+                raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
+        report[precision] = {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean,
+                             "bytes": (model.path / name).stat().st_size}
+    meta["export"] = {"opset": OPSET, "parity": report, "torch": torch.__version__}
+    write_model_json(model.path, meta, kept + list(ONNX_FILES))
+    return report
+
+
+def _add_swap_metadata(path: Path, model, precision: str) -> None:
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    for k, v in {"reenact.kind": "swap", "reenact.precision": precision, "reenact.template_hash": model.template.hash,
+                 "reenact.generator": json.dumps(model.network.to_dict())}.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(path))
+
+
+def _half_copy(g: torch.nn.Module, network) -> torch.nn.Module:
+    from models.swapnet import SwapAutoencoder, SwapGenerator
+
+    half = SwapGenerator(SwapAutoencoder(network)).eval()
+    half.load_state_dict(g.state_dict())
+    return half.half()
 
 
 # ---------------------------------------------------------------- how the generator draws gaze

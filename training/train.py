@@ -157,7 +157,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 CHECKPOINT_KEYS = ("G", "D", "opt_g", "opt_d", "scaler", "step", "rng_cpu", "generator", "size", "contract", "dataset_key")
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, *, keys: tuple[str, ...] = CHECKPOINT_KEYS) -> dict:
     """A training checkpoint, loaded with ``weights_only=True``: a checkpoint may come
     from someone else, and unpickling anything but tensors and plain types could run
     code from it. Raises TrainError naming what is wrong."""
@@ -170,7 +170,7 @@ def load_checkpoint(path: Path) -> dict:
         raise TrainError(f"{path} is not a readable checkpoint ({type(e).__name__}: {reason})") from None
     if not isinstance(ckpt, dict):
         raise TrainError(f"{path} is not a reenact checkpoint (it holds a {type(ckpt).__name__})")
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    missing = [k for k in keys if k not in ckpt]
     if missing:
         raise TrainError(f"{path} is damaged: it lacks {', '.join(map(repr, missing))}; start a new run with another --out")
     return ckpt
