@@ -97,10 +97,10 @@ def check_model(path: str, cfg: Config) -> None:
     """Open (without hashing every file) the model directory live would load: a missing,
     misnamed or damaged model is reported before cameras and outputs are opened."""
     from live.engines import choose_model_dir, nvidia_driver_present
-    from models.artifact import load_model_dir
+    from models.artifact import open_model
 
     chosen, _ = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=nvidia_driver_present())
-    load_model_dir(chosen, verify=False)
+    open_model(chosen, verify=False)
 
 
 def _source_choice(args: argparse.Namespace, cfg: Config):
@@ -306,14 +306,16 @@ def model_fit(path: str, cfg: Config, *, gpu: bool) -> str:
 
     from live.engines import choose_model_dir
     from live.fitting import choose_start, describe, time_rungs
-    from live.session import open_pipeline
-    from models.artifact import load_model_dir
+    from live.session import open_pipeline, open_swap_pipeline
+    from models.artifact import open_model
 
     chosen, why = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=gpu)
-    lines = [f"model: live --model {path} will load {chosen} ({why})"]
+    model = open_model(chosen)
+    lines = [f"model: live --model {path} will load {chosen} ({why}): "
+             + ("a replacement (face swap) model" if model.kind == "swap" else "a re-enactment model")]
     with contextlib.ExitStack() as stack:
-        pipe = open_pipeline(stack, load_model_dir(chosen), cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height),
-                             lambda s: None)
+        pipe = (open_swap_pipeline if model.kind == "swap" else open_pipeline)(
+            stack, model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), lambda s: None)
         size = (cfg.capture.width, cfg.capture.height)
         timings, _ = time_rungs(pipe, size)
         rung, reason = choose_start(timings, cfg.live.budget_ms)

@@ -3,9 +3,12 @@
 Contract (``Engine``): construct, ``warmup()`` once before the first frame, then
 ``infer(sketch)`` per frame.
 
-* ``sketch``: (H, W, 3) uint8 BGR, the model's own sketch size.
-* returns (H, W, 3) uint8 BGR, the generated photo. The returned array may be
-  reused by the next call: copy it if you keep it.
+* ``sketch``: (H, W, 3) uint8 BGR, the model's own sketch size (a replacement
+  model's: the user's aligned face, ``model.input_shape``).
+* returns (H, W, C) uint8, the generated photo: BGR (C = 3), or for a replacement
+  model the target's face and its mask as a fourth channel (C = 4,
+  ``model.output_channels``). The returned array may be reused by the next call:
+  copy it if you keep it.
 
 Backends (``ENGINES``):
 
@@ -134,9 +137,7 @@ class OrtEngine:
         self.precision = "fp32" if provider == "cpu" else "fp16"
         self.name = f"ort-{provider}"
         path = model.file(f"generator_{self.precision}.onnx")
-        from models.artifact import check_onnx_metadata
-
-        check_onnx_metadata(path, model)  # the ONNX must have been exported for this model's sketch
+        model.check_onnx(path)  # the ONNX must have been exported for this model's sketch (or alignment)
         providers = {"cpu": ["CPUExecutionProvider"],
                      "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}), "CPUExecutionProvider"],
                      "tensorrt": [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
@@ -160,23 +161,24 @@ class OrtEngine:
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         if self.session.get_providers()[0] != wanted:
             raise EngineError(f"{self.name}: {wanted} failed to initialise (session uses {self.session.get_providers()[0]})")
-        spec = model.contract.sketch
-        self.shape = (spec.height, spec.width, 3)
+        self.shape = h, w, _ = model.input_shape
+        c = model.output_channels
         dtype = np.float16 if self.precision == "fp16" else np.float32
-        self._in = np.empty((1, 3, spec.height, spec.width), dtype)
-        self._out = np.empty((1, 3, spec.height, spec.width), dtype)
-        self._image = np.empty(self.shape, np.uint8)
+        self._in = np.empty((1, 3, h, w), dtype)
+        self._out = np.empty((1, c, h, w), dtype)
+        self._image = np.empty((h, w, c), np.uint8)
         self._device = "cpu" if provider == "cpu" else "cuda"
         self._binding = self.session.io_binding()
+        name_in, name_out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name  # sketch/photo, face/swapped
         if self._device == "cpu":
             # Bind the pre-allocated host buffers once; each frame only refills them.
-            self._binding.bind_cpu_input("sketch", self._in)
-            self._binding.bind_output("photo", "cpu", 0, dtype, self._out.shape, self._out.ctypes.data)
+            self._binding.bind_cpu_input(name_in, self._in)
+            self._binding.bind_output(name_out, "cpu", 0, dtype, self._out.shape, self._out.ctypes.data)
         else:
             self._in_dev = ort.OrtValue.ortvalue_from_numpy(self._in, "cuda", 0)
             self._out_dev = ort.OrtValue.ortvalue_from_shape_and_type(self._out.shape, dtype, "cuda", 0)
-            self._binding.bind_ortvalue_input("sketch", self._in_dev)
-            self._binding.bind_ortvalue_output("photo", self._out_dev)
+            self._binding.bind_ortvalue_input(name_in, self._in_dev)
+            self._binding.bind_ortvalue_output(name_out, self._out_dev)
 
     def warmup(self) -> None:
         for _ in range(3):
@@ -211,22 +213,22 @@ class TorchEngine:
         self.device = torch.device(device)
         self.precision = "fp16" if device == "cuda" else "fp32"
         self.name = f"torch-{device}"
-        spec = model.contract.sketch
-        self.shape = (spec.height, spec.width, 3)
+        self.shape = h, w, _ = model.input_shape
         g = load_generator(model, self.device)
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if device == "cuda":
             g = g.to(dtype=dtype, memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.g = g
-        self._in = torch.zeros(1, 3, spec.height, spec.width, device=self.device, dtype=dtype)
+        out_shape = (h, w, model.output_channels)
+        self._in = torch.zeros(1, 3, h, w, device=self.device, dtype=dtype)
         if device == "cuda":
             self._in = self._in.contiguous(memory_format=torch.channels_last)
             self._host = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
-            self._host_out = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
+            self._host_out = torch.empty(out_shape, dtype=torch.uint8, pin_memory=True)
         self._graph = None
         self._use_graph = cuda_graph and device == "cuda"
-        self._image = np.empty(self.shape, np.uint8)
+        self._image = np.empty(out_shape, np.uint8)
 
     def _forward(self):
         # uint8 -> [-1, 1] happens on the device; so does the way back.

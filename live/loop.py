@@ -29,7 +29,7 @@ import numpy as np
 
 from live.capture import CameraLost
 from live.output import OutputStage
-from live.pipeline import FRONT_STAGES, STAGES, Pipeline, Prepared
+from live.pipeline import Pipeline, Prepared
 from live.sinks import FanOut
 from live.slot import LatestSlot
 from live.stats import StageStats
@@ -273,9 +273,9 @@ class LiveLoop:
     @per_frame
     def _record(self, t_capture: float, t_start: float, t_out: float, t_end: float, result, out_timings: dict) -> None:
         s = self.stats
-        front = sum(result.timings.get(k, 0.0) for k in FRONT_STAGES)
+        front = sum(result.timings.get(k, 0.0) for k in self.pipeline.front_stages)
         s.add("capture_wait", t_start - t_capture - front)  # time not spent working on this frame before the generator
-        for name in STAGES:
+        for name in self.pipeline.stages:
             s.add(name, result.timings.get(name, 0.0))
         for name, seconds in out_timings.items():
             s.add(name, seconds)

@@ -241,6 +241,8 @@ class Pipeline:
     generator and repeats the last output.
     """
 
+    stages, front_stages = STAGES, FRONT_STAGES  # what the loop times (live/replace.py's pipeline has its own)
+
     def __init__(self, model: ModelDir, engine: Engine, detector: LandmarkDetector, *, live: LiveConfig,
                  landmarks: LandmarksConfig, out_size: tuple[int, int], clock: Callable[[], float],
                  light_engine: Engine | None = None, light_response: GazeResponse | None = None) -> None:

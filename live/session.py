@@ -21,10 +21,11 @@ from live.fitting import choose_start, describe, time_rungs
 from live.loop import LiveLoop
 from live.output import Mode, OutputStage
 from live.pipeline import Pipeline
+from live.replace import SwapPipeline
 from live.sinks import FanOut, RecorderSink, SinkError, VirtualCameraSink, WindowSink
 from live.sources import DRIVER_SHAPE, FrameSource, PuppetSource, VideoFileSource, WebcamSource
 from live.trust import Badge, Watermarker
-from models.artifact import LIGHT_RUNG, ModelDir, load_model_dir
+from models.artifact import LIGHT_RUNG, ModelDir, SwapModelDir, load_model_dir, open_model
 from models.config import AudioConfig, CaptureConfig, LandmarksConfig, LiveConfig, OutputConfig
 from models.files import atomic_write_text
 from models.landmarks import FaceCropTracker, FaceMeshDetector
@@ -123,8 +124,9 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, setting
     the timings), runs Face Mesh on it against the landmarks its sketch was drawn
     from: the report's ``fidelity`` says how faithfully the output follows the driver."""
     model_dir, why = choose_model_dir(model_dir, engine=settings.live.engine, tier=settings.live.model_tier, gpu=nvidia_driver_present())
-    log(f"model: {model_dir} ({why})")
-    model = load_model_dir(model_dir)
+    model = open_model(model_dir)
+    log(f"model: {model_dir} ({why}); " + ("replacement: the target's face on your own head" if model.kind == "swap"
+                                          else "re-enactment: the target's head in the target's scene"))
     kept: list = []
     with contextlib.ExitStack() as stack:
         loop, controls, audio = _assemble(stack, model, source, sinks, settings, run, reopen, log)
@@ -137,6 +139,7 @@ def run_session(model_dir: str | Path, source: FrameSource, sinks: list, setting
                                "device_latency_ms": round(1000 * audio.device_latency_s, 2)}
     report["model"] = str(Path(model_dir))
     report["model_id"] = model.model_id
+    report["model_kind"] = model.kind
     if kept:
         report["fidelity"] = output_fidelity(kept)
     if run.json_path:
@@ -154,7 +157,8 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
         cv2.setNumThreads(lv.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
     fan = FanOut(sinks, log)
     stack.callback(fan.close)
-    pipeline = open_pipeline(stack, model, lv, settings.landmarks, (out.width, out.height), log)
+    pipeline = (open_swap_pipeline if model.kind == "swap" else open_pipeline)(stack, model, lv, settings.landmarks,
+                                                                              (out.width, out.height), log)
     engine = pipeline.engine
     output = OutputStage((out.width, out.height), badge=make_badge(out, log), watermark=make_watermark(model, out, log),
                          mode=run.mode, clock=time.perf_counter)
@@ -185,7 +189,8 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
     if audio is not None:
         loop.latency_listener = lambda p50_s: setattr(audio.controller, "video_latency_s", p50_s)
         controls.audio_stats, controls.audio_controller, controls.audio_line = audio.stats, audio.controller, audio.line
-    log(f"live: engine {engine.name}, model {model.contract.sketch.width}x{model.contract.sketch.height}, budget {lv.budget_ms:g} ms; "
+    h, w, _ = model.input_shape
+    log(f"live: engine {engine.name}, model {model.kind} {w}x{h}, budget {lv.budget_ms:g} ms; "
         "keys in the window: " + ", ".join(f"{k} {v}" for k, v in KEYS.items()))
     return loop, controls, audio
 
@@ -226,6 +231,17 @@ def open_pipeline(stack: contextlib.ExitStack, model: ModelDir, live: LiveConfig
                     light_response=GazeResponse.from_dict(light.meta.get("gaze_response")) if light_engine is not None else None)
 
 
+def open_swap_pipeline(stack: contextlib.ExitStack, model: SwapModelDir, live: LiveConfig, landmarks: LandmarksConfig,
+                       out_size: tuple[int, int], log: Callable[[str], None]) -> SwapPipeline:
+    """A replacement model's engine, a Face Mesh detector and the swap pipeline over them,
+    all registered with ``stack``. A swap model has one rung."""
+    engine = create_engine(model, live.engine, log=log, cpu_threads=live.cpu_threads)
+    stack.callback(engine.close)
+    gates = dict(min_detection_confidence=landmarks.min_detection_confidence, min_presence=landmarks.min_presence)
+    detector = stack.enter_context(FaceCropTracker(side=landmarks.crop_size, **gates) if landmarks.crop else FaceMeshDetector(tracking=True, **gates))
+    return SwapPipeline(model, engine, detector, landmarks=landmarks, out_size=out_size, clock=time.perf_counter)
+
+
 def light_rung(model: ModelDir) -> ModelDir | None:
     """The model's lighter rung (MODEL/light: a smaller generator with the same
     contract), or None. One that does not keep the contract is refused by name."""
@@ -239,8 +255,9 @@ def light_rung(model: ModelDir) -> ModelDir | None:
 
 def _observer(model: ModelDir, fidelity_every: int, kept: list, observer: Callable | None) -> Callable | None:
     """The per-frame callback: keep every n-th generated face for the fidelity check,
-    then call the caller's own observer."""
-    if fidelity_every <= 0:
+    then call the caller's own observer. (A replacement model's faces have no sketch
+    to be faithful to: not measured.)"""
+    if fidelity_every <= 0 or model.kind == "swap":
         return observer
 
     def observe(frame, result) -> None:

@@ -1,0 +1,214 @@
+"""The per-frame work of replacement (face swap): the user's frame in, the same frame
+with the target's face out, each stage timed.
+
+    landmarks -> smoothing -> aligned crop (the model's template) -> encoder and the
+    target's decoder -> colour matched to the user's face -> warped back -> blended
+    into the user's own frame through a feathered mask of the user's face oval
+
+``SwapPipeline`` has ``Pipeline``'s interface (live/pipeline.py), so the loop, the
+degrader, the output stage (badge, watermark), the sinks, the audio and the panel run
+it unchanged. Outside the blend mask, the output is the user's frame as it came (fitted
+to the output size). Set up once in ``__init__``; the per-frame methods only run stages.
+
+The user's real face is never shown: when the face is lost, the last swapped frame is
+held for ``hold_s``, then the face's last region is pixelated until the face returns;
+before the first face is found, the whole frame is.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from live.engines import Engine
+from live.pipeline import Calibration, FrameResult, Prepared, fit_into
+from live.sources import Frame
+from models.artifact import SwapModelDir
+from models.config import LandmarksConfig
+from models.hotpath import per_frame
+from models.landmarks import LandmarkDetector
+from models.retarget import Gains
+from models.smoothing import OneEuroFilter
+from models.swap import align, alignment, face_mask, invert_alignment, transform_points
+
+SWAP_STAGES = ("landmarks", "smoothing", "align", "inference", "compose")
+SWAP_FRONT_STAGES = SWAP_STAGES[:3]
+COVER_BLOCKS = 24  # a covered region is pixelated to about this many blocks across the frame
+
+
+class SwapPipeline:
+    """``process(frame)`` runs one of the user's frames through every stage;
+    ``prepare`` and ``finish`` are its two halves. Re-enactment's controls that mean
+    nothing here (gains, the driver's neutral) are accepted and kept, not applied."""
+
+    stages, front_stages = SWAP_STAGES, SWAP_FRONT_STAGES
+    has_light = False
+
+    def __init__(self, model: SwapModelDir, engine: Engine, detector: LandmarkDetector, *, landmarks: LandmarksConfig,
+                 out_size: tuple[int, int], clock: Callable[[], float], hold_s: float = 0.5) -> None:
+        if tuple(engine.shape) != model.input_shape:
+            raise ValueError(f"engine expects {engine.shape} faces but the model's crop is {model.input_shape}")
+        self.engine, self.detector, self.clock, self.hold_s = engine, detector, clock, hold_s
+        self.template, self.size = model.template, model.template.size
+        self.out_size = out_size
+        self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
+        self.gains = Gains()
+        self.calibration = Calibration(0.0)  # nothing to calibrate: kept for the controls' status
+        self.calibration.ready = True
+        w, h = out_size
+        self.canvas = np.zeros((h, w, 3), np.uint8)  # the user's frame at the output size
+        self._cover = np.zeros((h, w, 3), np.uint8)
+        self._lab = np.empty((self.size, self.size, 3), np.float32)
+        self._last_output: np.ndarray | None = None
+        self._last_region: tuple[np.ndarray, tuple[slice, slice]] | None = None  # (mask, where) of the last swapped face
+        self._lost_at: float | None = None
+        self._fit: tuple[float, float, float] | None = None  # (scale, x, y) of the user's frame in the output
+
+    # -- the controls' interface (re-enactment's parameters: no effect on a swap)
+    def recalibrate(self) -> None:
+        self.calibration.restarts += 1
+
+    def calibrate(self, neutral_px: np.ndarray) -> None:
+        pass
+
+    def set_gains(self, gains: Gains) -> None:
+        self.gains = gains
+
+    def reset(self) -> None:
+        """Forget the stream so far (smoothing, the last face)."""
+        self.detector.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+        self._last_output = self._last_region = self._lost_at = None
+
+    def neutral_frame(self) -> np.ndarray:
+        """What is shown while the camera is lost: a dark frame (there is no target scene)."""
+        return np.zeros_like(self.canvas)
+
+    # -- the frame
+    @per_frame
+    def process(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True, light: bool = False) -> FrameResult:
+        return self.finish(self.prepare(frame, reuse_landmarks=reuse_landmarks, generate=generate, light=light))
+
+    @per_frame
+    def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True, light: bool = False) -> Prepared:
+        """Landmarks, smoothing and the aligned crop. ``Prepared.sketch`` is the crop
+        (the network's input); ``target_px`` the user's landmarks in output pixels."""
+        clock, t = self.clock, {}
+        t0 = clock()
+        lm = self.detector.detect(frame.image)
+        px = None if lm is None else lm.pixels().astype(np.float64)
+        t1 = clock()
+        t["landmarks"] = t1 - t0
+        if px is not None and self.smoother is not None:
+            px = self.smoother(px, frame.time)
+        elif px is None and self.smoother is not None:
+            self.smoother.reset()
+        t2 = clock()
+        t["smoothing"] = t2 - t1
+        crop, out_px = None, None
+        if px is not None:
+            out_px = self._to_output(px, frame.image.shape)
+            if generate or self._last_output is None:  # from the camera's own pixels, not the resized frame
+                crop = align(frame.image, alignment(px, self.template), self.size)
+        t["align"] = clock() - t2
+        return Prepared(frame, px, out_px, crop, t)
+
+    def _to_output(self, px: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The user's landmarks in output pixels (where ``fit_into`` put the frame)."""
+        ih, iw = shape[:2]
+        w, h = self.out_size
+        s = min(w / iw, h / ih)
+        nw, nh = max(1, int(round(iw * s))), max(1, int(round(ih * s)))
+        out = px[:, :2] * np.array([nw / iw, nh / ih]) + np.array([(w - nw) // 2, (h - nh) // 2])
+        return out
+
+    @per_frame
+    def finish(self, p: Prepared) -> FrameResult:
+        """The network and the blend for a prepared frame (or the no-face policy)."""
+        clock, t = self.clock, dict(p.timings)
+        t.update(inference=0.0, compose=0.0)
+        if p.target_px is None:  # no face: never show the user's own
+            t0 = clock()
+            image = self._no_face(p.frame)
+            t["compose"] = clock() - t0
+            return FrameResult(image, False, False, None, None, None, None, t)
+        self._lost_at = None
+        if p.sketch is None:  # the degrader skipped the network: repeat the last output
+            return FrameResult(self._last_output, True, False, None, None, None, p.driver_px, t)
+        t4 = clock()
+        out = self.engine.infer(p.sketch)
+        t5 = clock()
+        t["inference"] = t5 - t4
+        fit_into(p.frame.image, self.out_size, self.canvas)  # here, not in prepare: the output may still be reading it there
+        self._last_output = self._blend(out, p.sketch, p.target_px)
+        t["compose"] = clock() - t5
+        return FrameResult(self._last_output, True, True, None, p.sketch, out[:, :, :3], p.driver_px, t)
+
+    @per_frame
+    def _blend(self, out: np.ndarray, crop: np.ndarray, out_px: np.ndarray) -> np.ndarray:
+        """The generated face, colour matched to the user's crop, warped back into the
+        canvas through the feathered face-oval mask. Touches only the face's box."""
+        m = alignment(out_px, self.template)
+        mask = face_mask(transform_points(out_px, m), self.size)
+        face = match_colour(np.ascontiguousarray(out[:, :, :3]), crop, mask)
+        back = invert_alignment(m)
+        x0, y0, x1, y1 = _box(back, self.size, self.out_size)
+        if x1 <= x0 or y1 <= y0:
+            return self.canvas
+        shifted = back.copy()
+        shifted[:, 2] -= (x0, y0)
+        region = self.canvas[y0:y1, x0:x1]
+        face_r = cv2.warpAffine(face, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mask_r = cv2.warpAffine(mask, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+        cv2.blendLinear(face_r, region.copy(), mask_r, 1.0 - mask_r, dst=region)
+        self._last_region = (mask_r, (slice(y0, y1), slice(x0, x1)))
+        return self.canvas
+
+    @per_frame
+    def _no_face(self, frame: Frame) -> np.ndarray:
+        """Hold the last swapped frame for ``hold_s``; then the user's frame with the last
+        face region pixelated; the whole frame pixelated before any face was swapped."""
+        if self._lost_at is None:
+            self._lost_at = frame.time
+        if self._last_output is not None and frame.time - self._lost_at < self.hold_s:
+            return self._last_output
+        fit_into(frame.image, self.out_size, self.canvas)
+        w, h = self.out_size
+        cell = max(1, w // COVER_BLOCKS)
+        blocks = cv2.resize(self.canvas, (max(1, w // cell), max(1, h // cell)), interpolation=cv2.INTER_AREA)
+        cv2.resize(blocks, (w, h), dst=self._cover, interpolation=cv2.INTER_NEAREST)
+        if self._last_region is None:
+            return self._cover
+        mask, where = self._last_region
+        grown = cv2.dilate((mask > 0.01).astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+        region = self.canvas[where]
+        region[grown] = self._cover[where][grown]
+        return self.canvas
+
+
+def _box(back: np.ndarray, size: int, out_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The output-frame box (x0, y0, x1, y1) that the crop's square maps into, clipped."""
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), back)
+    w, h = out_size
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+
+
+@per_frame
+def match_colour(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``face`` (S, S, 3) uint8 BGR with its colour statistics (mean and spread per
+    channel of Lab, inside ``mask``) moved to those of ``reference``: Reinhard's colour
+    transfer, so the target's face takes the user's lighting and white balance."""
+    inside = mask > 0.5
+    if inside.sum() < 16:
+        return face
+    a = cv2.cvtColor(face, cv2.COLOR_BGR2LAB).astype(np.float32)
+    b = cv2.cvtColor(reference, cv2.COLOR_BGR2LAB).astype(np.float32)
+    ma, sa = a[inside].mean(0), a[inside].std(0) + 1e-3
+    mb, sb = b[inside].mean(0), b[inside].std(0) + 1e-3
+    gain = np.clip(sb / sa, 0.5, 2.0)  # a flat face (or a flat reference) must not blow up
+    out = (a - ma) * gain + mb
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
