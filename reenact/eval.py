@@ -58,8 +58,10 @@ class Setup:
 
 
 def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
-    from models.artifact import load_model_dir
+    from models.artifact import check_model_path, load_model_dir, model_kind, read_model_json
 
+    if model_kind(read_model_json(check_model_path(args.model))) == "swap":
+        return eval_swap(args, cfg)
     model = load_model_dir(args.model)
     setup = Setup(model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), print)
     out = Path(args.json) if args.json else model.path / "eval.json"
@@ -115,6 +117,7 @@ class PipelineRenderer:
         # The model itself, not its lighter rung: eval measures the directory it is given.
         self.pipeline = open_pipeline(self._stack, setup.model, setup.live, setup.landmarks, setup.out_size, lambda s: None, rungs=False)
         self.compositor = self.pipeline.compositor
+        self.source_region = self.compositor.source_region  # the target's scene in the output frame
 
     def render(self, images, fps: float, *, start: int = 0, neutral: np.ndarray | None = None):
         """Composed output frames for ``images`` (a new stretch of video); ``neutral``:
@@ -208,21 +211,28 @@ def transfer(setup: Setup, driver: str | Path, renderer, grid_dir: Path, max_fra
     """Drive the model with a clip, then compare what a viewer reads off both faces."""
     from itertools import islice, tee
 
-    from models.landmarks import FaceMeshDetector
     from models.video import frames, open_video
 
     cap, info = open_video(driver)
     cap.release()
     images, fed = tee(islice(frames(driver), max_frames))  # one decode; the renderer runs one frame behind at most
+    return _transfer_frames(setup, images, fed, info.fps, renderer, grid_dir / f"{Path(driver).stem}.png",
+                            setup.model.contract.neutral_px)
+
+
+def _transfer_frames(setup: Setup, images, fed, fps: float, renderer, grid: Path, target_neutral: np.ndarray) -> dict:
+    """``transfer`` on frames: ``images`` and ``fed`` are two iterators over the same driver frames."""
+    from models.landmarks import FaceMeshDetector
+
     drv_pts, out_pts, pictures = [], [], []
-    x, y, w, h = renderer.compositor.source_region  # the target's scene in the output frame
+    x, y, w, h = renderer.source_region  # the scene in the output frame
     with FaceMeshDetector(tracking=True) as d_det, FaceMeshDetector(tracking=True) as o_det:
-        for image, output in zip(images, renderer.render(fed, info.fps)):
+        for image, output in zip(images, renderer.render(fed, fps)):
             drv_pts.append(_points(d_det, image))
             out_pts.append(_points(o_det, output))
             pictures.append((_tile(image), _tile(output[y : y + h, x : x + w])))
-    result = compare(drv_pts, out_pts, setup.model.contract.neutral_px, info.fps)
-    result["grid"] = str(worst_frames_grid(drv_pts, out_pts, pictures, grid_dir / f"{Path(driver).stem}.png"))
+    result = compare(drv_pts, out_pts, target_neutral, fps)
+    result["grid"] = str(worst_frames_grid(drv_pts, out_pts, pictures, grid))
     return result
 
 
@@ -255,7 +265,8 @@ def compare(drv_pts: list, out_pts: list, target_neutral: np.ndarray, fps: float
     result["vergence_median_output"] = round(float(np.median(so["vergence"])), 4)
     result["vergence_median_driver"] = round(float(np.median(sd["vergence"])), 4)
     result["shape_output"] = round(float(np.median(so["shape"])), 4)
-    result["shape_target"] = round(float(viewer_signals(np.asarray(target_neutral, np.float64)[None])["shape"][0]), 4)
+    result["shape_target"] = (None if target_neutral is None  # a face swap keeps the user's face shape: nothing to compare
+                              else round(float(viewer_signals(np.asarray(target_neutral, np.float64)[None])["shape"][0]), 4))
     result["jitter_output"], result["jitter_driver"] = round(_jitter(o), 5), round(_jitter(d), 5)
     result["jitter_ratio"] = round(result["jitter_output"] / max(result["jitter_driver"], 1e-9), 3)
     return result
@@ -310,8 +321,109 @@ def worst_frames_grid(drv_pts: list, out_pts: list, pictures: list, path: Path, 
     return path
 
 
+# ---------------------------------------------------------------- a replacement (face swap) model
+
+class SwapRenderer:
+    """``PipelineRenderer`` for a replacement model: the user's frames through the live
+    swap pipeline, every frame in order, stamped with its media time."""
+
+    def __init__(self, setup: Setup) -> None:
+        from live.session import open_swap_pipeline
+
+        self._stack = contextlib.ExitStack()
+        self.pipeline = open_swap_pipeline(self._stack, setup.model, setup.live, setup.landmarks, setup.out_size, lambda s: None)
+        self.source_region = (0, 0, *setup.out_size)
+
+    def render(self, images, fps: float, *, start: int = 0, neutral=None):
+        from live.sources import Frame
+
+        self.pipeline.reset()
+        for i, image in enumerate(images):
+            index = start + i
+            yield self.pipeline.process(Frame(image, index / fps, index, index / fps)).image
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def eval_swap(args: argparse.Namespace, cfg: Config) -> int:
+    """A replacement model: the target's decoder on the target's held-out faces (PSNR
+    inside the face mask), and transfer: the user's own held-out time blocks (or
+    ``--drivers``) through the live swap pipeline, Face Mesh on input and output."""
+    from models.artifact import load_swap_model
+    from models.files import atomic_write_text
+    from training.dataset import load_manifest
+
+    model = load_swap_model(args.model)
+    setup = Setup(model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), print)
+    out = Path(args.json) if args.json else model.path / "eval.json"
+    grid_dir = Path(args.grid) if args.grid else out.parent / f"{out.stem}_worst"
+    prov = model.meta.get("provenance", {})
+    report: dict = {"model": str(model.path), "model_id": model.model_id, "kind": "swap", "output_size": list(setup.out_size),
+                    "trained": model.meta.get("metrics", {})}
+    target = Path(prov.get("target", {}).get("dataset", ""))
+    if (target / "manifest.json").is_file():
+        report["reconstruction"] = {"psnr_target": swap_reconstruction(model, target)}
+    user = Path(args.dataset) if args.dataset else Path(prov.get("user", {}).get("dataset", ""))
+    renderer = SwapRenderer(setup)
+    try:
+        report["drivers"] = {}
+        if (user / "manifest.json").is_file():
+            manifest = load_manifest(user)
+            for k, (video, numbers) in enumerate(val_blocks(manifest)):
+                source = manifest["sources"][video]
+                block = list(_frames_between(Path(source["path"]), numbers[0], numbers[-1]))
+                report["drivers"][f"user_val_{k}"] = _transfer_frames(setup, iter(block), iter(block), source["fps"], renderer,
+                                                                      grid_dir / f"user_val_{k}.png", None)
+        for d in args.drivers:
+            report["drivers"][Path(d).stem] = transfer_swap(setup, d, renderer, grid_dir, args.max_frames)
+    finally:
+        renderer.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    print(summary(report))
+    print(f"eval: {out}")
+    return EXIT_OK
+
+
+def transfer_swap(setup: Setup, driver: str | Path, renderer, grid_dir: Path, max_frames: int | None) -> dict:
+    from itertools import islice, tee
+
+    from models.video import frames, open_video
+
+    cap, info = open_video(driver)
+    cap.release()
+    images, fed = tee(islice(frames(driver), max_frames))
+    return _transfer_frames(setup, images, fed, info.fps, renderer, grid_dir / f"{Path(driver).stem}.png", None)
+
+
+def swap_reconstruction(model, target_dataset: Path) -> float:
+    """Mean PSNR (dB) inside the face mask of the target's decoder on the target's
+    held-out faces: the model's own network (generator.pt), not the trainer's record."""
+    import torch
+
+    from models.artifact import load_generator
+    from models.pixels import images_to_tensor, tensor_to_images
+    from training.dataset import load_manifest
+    from training.swap import FaceSet, masked_psnr
+
+    split = "val" if load_manifest(target_dataset)["split"]["val"] > 0 else "train"
+    faces = FaceSet(target_dataset, split, model.template)
+    g = load_generator(model)
+    scores = []
+    with torch.no_grad():
+        for i in range(0, len(faces), 16):
+            crops = faces.crops[i : i + 16]
+            fake = tensor_to_images(g(images_to_tensor(crops))[:, :3])
+            scores += [masked_psnr(f, r, m) for f, r, m in zip(fake, crops, faces.masks[i : i + 16])]
+    return round(float(np.mean(scores)), 3)
+
+
 def summary(report: dict) -> str:
     parts = []
+    if "reconstruction" in report:
+        parts.append(f"swap: the target's decoder on the target's held-out faces: {report['reconstruction']['psnr_target']:.2f} dB "
+                     "inside the face mask")
     if "self" in report:
         s = report["self"]
         parts.append(f"self-reenactment: head PSNR {s['psnr_head']:.2f} dB, SSIM {s['ssim_head']:.3f} (frame {s['psnr_frame']:.2f} dB)")
@@ -320,6 +432,7 @@ def summary(report: dict) -> str:
             parts.append(f"{name}: {r['error']}")
             continue
         rs = ", ".join(f"{k} {r[f'{k}_r']:.2f}" for k in SIGNALS)
-        parts.append(f"{name}: r {rs}; vergence error {r['vergence_error']:.3f}; shape {r['shape_output']:.3f}/{r['shape_target']:.3f}; "
+        shape = f"{r['shape_output']:.3f}" + (f"/{r['shape_target']:.3f}" if r["shape_target"] is not None else "")
+        parts.append(f"{name}: r {rs}; vergence error {r['vergence_error']:.3f}; shape {shape}; "
                      f"jitter x{r['jitter_ratio']:.2f}; faces {100 * r['detection_rate']:.0f} %")
     return "\n".join(parts) or "nothing to evaluate: give --drivers or a dataset"

@@ -371,3 +371,63 @@ def test_live_runs_a_swap_model_and_its_recording_carries_the_model_id(tiny_swap
     assert any("replacement" in line for line in lines)
     whole, _ = read_video(str(rec))
     assert whole.present and whole.model_id == load_swap_model(tiny_swap_model).model_id
+
+
+def test_eval_of_a_swap_model_measures_reconstruction_and_transfer_on_the_users_held_out_blocks(tiny_swap_model, tmp_path, capsys):
+    from reenact.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(tiny_swap_model), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["kind"] == "swap" and math.isfinite(report["reconstruction"]["psnr_target"])
+    blocks = [k for k in report["drivers"] if k.startswith("user_val_")]
+    assert blocks, report["drivers"]
+    for k in blocks:
+        r = report["drivers"][k]
+        assert "error" in r or ({"mouth_r", "eyes_r", "detection_rate"} <= set(r) and r["shape_target"] is None)
+    assert "inside the face mask" in capsys.readouterr().out
+
+
+def test_a_budgeted_swap_run_ends_complete_and_exported(puppet_dataset, user_puppet_dataset, tmp_path):
+    """--minutes: the run stops on its budget, validates, and is exported, ready for live."""
+    from models.artifact import load_swap_model
+    from reenact.cli import main
+
+    out = tmp_path / "swap"
+    assert main(["train", "--swap", str(puppet_dataset), "--user", str(user_puppet_dataset), "--out", str(out),
+                 "--minutes", "0.03", *TINY]) == 0
+    model = load_swap_model(out)
+    assert model.meta["provenance"]["complete"] and model.meta["provenance"]["steps"] >= 1
+    assert {"generator_fp32.onnx", "generator_fp16.onnx"} <= set(model.meta["files"])
+
+
+def test_an_interrupted_swap_run_saves_and_resumes(puppet_dataset, user_puppet_dataset, tmp_path):
+    """Ctrl-C / SIGTERM mid-run: a checkpoint is saved, the model says it is incomplete,
+    exit 130; --resume then finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from models.artifact import load_swap_model
+    from reenact.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "swap"
+    cmd = [sys.executable, "-m", "reenact", "train", "--swap", str(puppet_dataset), "--user", str(user_puppet_dataset),
+           "--out", str(out), "--set", "train.steps=100000", *TINY]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list(out.glob("previews/*.png")):  # some steps in (a preview every 2)
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stdout
+    meta = load_swap_model(out).meta
+    step = meta["provenance"]["steps"]
+    assert step >= 2 and not meta["provenance"]["complete"]
+    assert main(["train", "--swap", str(puppet_dataset), "--user", str(user_puppet_dataset), "--out", str(out), "--resume",
+                 "--set", f"train.steps={step + 2}", *TINY]) == 0
+    meta = load_swap_model(out).meta
+    assert meta["provenance"]["steps"] == step + 2 and meta["provenance"]["complete"]
