@@ -199,7 +199,7 @@ class SwapRun:
                     for who, d in (("target", target_dir), ("user", user_dir))}
         torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
         self.net = SwapAutoencoder(arch)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=swap.lr, betas=(cfg.beta1, 0.999))
         self.step, self.history, self.writer = 0, [], None
 
     @property
@@ -297,7 +297,7 @@ def train_swap(target_dir: str | Path, user_dir: str | Path, out_dir: str | Path
         # -- the loop: one update of the shared encoder and both decoders per step
         while run.step < cfg.steps:
             for group in run.opt.param_groups:
-                group["lr"] = cfg.lr * (budget.lr_scale() if budget is not None else 1.0)
+                group["lr"] = swap.lr * (budget.lr_scale() if budget is not None else 1.0)
             losses = run.one_step()
             if run.step == start_step + ETA_WARMUP:
                 t_eta = time.monotonic()
