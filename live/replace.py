@@ -30,6 +30,7 @@ from models.hotpath import per_frame
 from models.landmarks import LandmarkDetector
 from models.retarget import Gains
 from models.smoothing import OneEuroFilter
+from models import topology as T
 from models.swap import align, alignment, face_mask, invert_alignment, transform_points
 
 SWAP_STAGES = ("landmarks", "smoothing", "align", "inference", "compose")
@@ -59,7 +60,9 @@ class SwapPipeline:
         w, h = out_size
         self.canvas = np.zeros((h, w, 3), np.uint8)  # the user's frame at the output size
         self._cover = np.zeros((h, w, 3), np.uint8)
-        self._lab = np.empty((self.size, self.size, 3), np.float32)
+        self._mask8 = np.empty((self.size, self.size), np.uint8)  # the blend mask as levels: warped cheaply
+        self._alpha = np.empty((self.size, self.size), np.float32)
+        self._placed: tuple | None = None  # (input shape, the canvas view the frame is resized into)
         self._last_output: np.ndarray | None = None
         self._last_region: tuple[np.ndarray, tuple[slice, slice]] | None = None  # (mask, where) of the last swapped face
         self._lost_at: float | None = None
@@ -115,6 +118,22 @@ class SwapPipeline:
         t["align"] = clock() - t2
         return Prepared(frame, px, out_px, crop, t)
 
+    @per_frame
+    def _place(self, image: np.ndarray) -> None:
+        """The user's frame into the canvas, letterboxed as ``fit_into`` does; the bars are
+        painted once per frame size, then only the picture is resized in place."""
+        if self._placed is None or self._placed[0] != image.shape:
+            fit_into(image, self.out_size, self.canvas)
+            ih, iw = image.shape[:2]
+            w, h = self.out_size
+            sc = min(w / iw, h / ih)
+            nw, nh = max(1, int(round(iw * sc))), max(1, int(round(ih * sc)))
+            x, y = (w - nw) // 2, (h - nh) // 2
+            self._placed = (image.shape, self.canvas[y : y + nh, x : x + nw], cv2.INTER_AREA if sc < 1 else cv2.INTER_LINEAR)
+            return
+        _, view, how = self._placed
+        cv2.resize(image, (view.shape[1], view.shape[0]), dst=view, interpolation=how)
+
     def _to_output(self, px: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """The user's landmarks in output pixels (where ``fit_into`` put the frame)."""
         ih, iw = shape[:2]
@@ -141,7 +160,7 @@ class SwapPipeline:
         out = self.engine.infer(p.sketch)
         t5 = clock()
         t["inference"] = t5 - t4
-        fit_into(p.frame.image, self.out_size, self.canvas)  # here, not in prepare: the output may still be reading it there
+        self._place(p.frame.image)  # here, not in prepare: the output may still be reading the canvas there
         self._last_output = self._blend(out, p.sketch, p.target_px)
         t["compose"] = clock() - t5
         return FrameResult(self._last_output, True, True, None, p.sketch, out[:, :, :3], p.driver_px, t)
@@ -149,21 +168,25 @@ class SwapPipeline:
     @per_frame
     def _blend(self, out: np.ndarray, crop: np.ndarray, out_px: np.ndarray) -> np.ndarray:
         """The generated face, colour matched to the user's crop, warped back into the
-        canvas through the feathered face-oval mask. Touches only the face's box."""
+        canvas through the feathered face-oval mask (0 outside the oval: those pixels stay
+        the user's). Only the oval's box is touched."""
         m = alignment(out_px, self.template)
         mask = face_mask(transform_points(out_px, m), self.size)
-        face = match_colour(np.ascontiguousarray(out[:, :, :3]), crop, mask)
-        back = invert_alignment(m)
-        x0, y0, x1, y1 = _box(back, self.size, self.out_size)
+        face = match_colour(out[:, :, :3], crop, mask)
+        np.multiply(mask, 255.0, out=self._alpha)
+        self._mask8[:] = self._alpha  # rounds down: a mask of 0 stays exactly 0
+        x0, y0, x1, y1 = _oval_box(out_px, self.out_size)
         if x1 <= x0 or y1 <= y0:
             return self.canvas
-        shifted = back.copy()
-        shifted[:, 2] -= (x0, y0)
+        back = invert_alignment(m)
+        back[:, 2] -= (x0, y0)
+        size = (x1 - x0, y1 - y0)
+        face_r = cv2.warpAffine(face, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(self._mask8, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
+        alpha *= 1 / 255
         region = self.canvas[y0:y1, x0:x1]
-        face_r = cv2.warpAffine(face, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        mask_r = cv2.warpAffine(mask, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
-        cv2.blendLinear(face_r, region.copy(), mask_r, 1.0 - mask_r, dst=region)
-        self._last_region = (mask_r, (slice(y0, y1), slice(x0, x1)))
+        cv2.blendLinear(face_r, region.copy(), alpha, 1.0 - alpha, dst=region)
+        self._last_region = (alpha, (slice(y0, y1), slice(x0, x1)))
         return self.canvas
 
     @per_frame
@@ -174,7 +197,7 @@ class SwapPipeline:
             self._lost_at = frame.time
         if self._last_output is not None and frame.time - self._lost_at < self.hold_s:
             return self._last_output
-        fit_into(frame.image, self.out_size, self.canvas)
+        self._place(frame.image)
         w, h = self.out_size
         cell = max(1, w // COVER_BLOCKS)
         blocks = cv2.resize(self.canvas, (max(1, w // cell), max(1, h // cell)), interpolation=cv2.INTER_AREA)
@@ -188,27 +211,28 @@ class SwapPipeline:
         return self.canvas
 
 
-def _box(back: np.ndarray, size: int, out_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The output-frame box (x0, y0, x1, y1) that the crop's square maps into, clipped."""
-    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), back)
+def _oval_box(out_px: np.ndarray, out_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the face oval's box in the output frame, a pixel wider for the
+    warp's interpolation, clipped to the frame. The blend mask is 0 outside it."""
+    oval = out_px[T.loop("face_oval"), :2]
     w, h = out_size
-    x0, y0 = np.floor(corners.min(0)).astype(int)
-    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    x0, y0 = np.floor(oval.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(oval.max(0)).astype(int) + 2
     return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
 @per_frame
 def match_colour(face: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``face`` (S, S, 3) uint8 BGR with its colour statistics (mean and spread per
-    channel of Lab, inside ``mask``) moved to those of ``reference``: Reinhard's colour
-    transfer, so the target's face takes the user's lighting and white balance."""
-    inside = mask > 0.5
-    if inside.sum() < 16:
-        return face
-    a = cv2.cvtColor(face, cv2.COLOR_BGR2LAB).astype(np.float32)
-    b = cv2.cvtColor(reference, cv2.COLOR_BGR2LAB).astype(np.float32)
-    ma, sa = a[inside].mean(0), a[inside].std(0) + 1e-3
-    mb, sb = b[inside].mean(0), b[inside].std(0) + 1e-3
-    gain = np.clip(sb / sa, 0.5, 2.0)  # a flat face (or a flat reference) must not blow up
-    out = (a - ma) * gain + mb
-    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+    channel of Lab, inside ``mask`` > 0.5) moved to those of ``reference``: Reinhard's
+    colour transfer, so the target's face takes the user's lighting and white balance.
+    Applied as a per-channel lookup table on uint8 Lab: no float image is made."""
+    inside = (mask > 0.5).astype(np.uint8)
+    if cv2.countNonZero(inside) < 16:
+        return np.ascontiguousarray(face)
+    a, b = cv2.cvtColor(face, cv2.COLOR_BGR2LAB), cv2.cvtColor(reference, cv2.COLOR_BGR2LAB)
+    ma, sa = cv2.meanStdDev(a, mask=inside)
+    mb, sb = cv2.meanStdDev(b, mask=inside)
+    gain = np.clip((sb + 1e-3) / (sa + 1e-3), 0.5, 2.0)  # a flat face (or a flat reference) must not blow up
+    table = np.clip((np.arange(256, dtype=np.float64)[None] - ma) * gain + mb, 0, 255).round().astype(np.uint8)  # (3, 256)
+    return cv2.cvtColor(cv2.LUT(a, np.ascontiguousarray(table.T[None])), cv2.COLOR_LAB2BGR)
