@@ -114,16 +114,20 @@ def write_model_json(model_dir: Path, meta: dict, files: list[str]) -> dict:
     return meta
 
 
-@dataclass(frozen=True)
-class ModelDir:
-    path: Path
-    meta: dict
-    contract: Contract
+class _ListedFiles:
+    """A model directory's files, each only if model.json lists it (``path``, ``meta``)."""
 
     def file(self, name: str) -> Path:
         if name not in self.meta["files"]:
             raise ArtifactError(f"{self.path} has no {name}" + (" (run `reenact export` first)" if name.endswith(".onnx") else ""))
         return self.path / name
+
+
+@dataclass(frozen=True)
+class ModelDir(_ListedFiles):
+    path: Path
+    meta: dict
+    contract: Contract
 
     @property
     def generator_config(self) -> dict:
@@ -221,7 +225,7 @@ def open_model(path: str | Path, *, verify: bool = True) -> "ModelDir | SwapMode
 
 
 @dataclass(frozen=True)
-class SwapModelDir:
+class SwapModelDir(_ListedFiles):
     """A replacement model: its network's size and the alignment it was trained with."""
 
     path: Path
@@ -229,10 +233,6 @@ class SwapModelDir:
     template: SwapTemplate
     network: SwapArchitecture
 
-    def file(self, name: str) -> Path:
-        if name not in self.meta["files"]:
-            raise ArtifactError(f"{self.path} has no {name}" + (" (run `reenact export` first)" if name.endswith(".onnx") else ""))
-        return self.path / name
 
     @property
     def model_id(self) -> str:

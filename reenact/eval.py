@@ -77,9 +77,14 @@ def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
         report["drivers"] = {Path(d).stem: transfer(setup, d, renderer, grid_dir, args.max_frames) for d in args.drivers}
     finally:
         renderer.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return _write_report(out, report)
+
+
+def _write_report(out: Path, report: dict) -> int:
+    """Save every figure as JSON and print the summary."""
     from models.files import atomic_write_text
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(report, indent=1))
     print(summary(report))
     print(f"eval: {out}")
@@ -323,27 +328,16 @@ def worst_frames_grid(drv_pts: list, out_pts: list, pictures: list, path: Path, 
 
 # ---------------------------------------------------------------- a replacement (face swap) model
 
-class SwapRenderer:
+class SwapRenderer(PipelineRenderer):
     """``PipelineRenderer`` for a replacement model: the user's frames through the live
-    swap pipeline, every frame in order, stamped with its media time."""
+    swap pipeline (it has no neutral to calibrate: ``render`` runs it as it is)."""
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup) -> None:  # noqa: D107 - the parent's, with the swap pipeline
         from live.session import open_swap_pipeline
 
         self._stack = contextlib.ExitStack()
         self.pipeline = open_swap_pipeline(self._stack, setup.model, setup.live, setup.landmarks, setup.out_size, lambda s: None)
-        self.source_region = (0, 0, *setup.out_size)
-
-    def render(self, images, fps: float, *, start: int = 0, neutral=None):
-        from live.sources import Frame
-
-        self.pipeline.reset()
-        for i, image in enumerate(images):
-            index = start + i
-            yield self.pipeline.process(Frame(image, index / fps, index, index / fps)).image
-
-    def close(self) -> None:
-        self._stack.close()
+        self.source_region = (0, 0, *setup.out_size)  # the user's whole frame
 
 
 def eval_swap(args: argparse.Namespace, cfg: Config) -> int:
@@ -351,7 +345,6 @@ def eval_swap(args: argparse.Namespace, cfg: Config) -> int:
     inside the face mask), and transfer: the user's own held-out time blocks (or
     ``--drivers``) through the live swap pipeline, Face Mesh on input and output."""
     from models.artifact import load_swap_model
-    from models.files import atomic_write_text
     from training.dataset import load_manifest
 
     model = load_swap_model(args.model)
@@ -379,11 +372,7 @@ def eval_swap(args: argparse.Namespace, cfg: Config) -> int:
             report["drivers"][Path(d).stem] = transfer_swap(setup, d, renderer, grid_dir, args.max_frames)
     finally:
         renderer.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=1))
-    print(summary(report))
-    print(f"eval: {out}")
-    return EXIT_OK
+    return _write_report(out, report)
 
 
 def transfer_swap(setup: Setup, driver: str | Path, renderer, grid_dir: Path, max_frames: int | None) -> dict:

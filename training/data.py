@@ -40,6 +40,23 @@ def model_framing(dataset_framing: Framing, size: tuple[int, int]) -> Framing:
     return Framing(dataset_framing.source_size, dataset_framing.crop, size)
 
 
+def split_samples(root: Path, split: str, limit: int | None = None) -> tuple[dict, Framing, list[int], np.ndarray]:
+    """A dataset's (manifest, framing, sample numbers of ``split`` (evenly thinned to at
+    most ``limit``), every sample's source-pixel landmarks (N, 478, 3)); DatasetError
+    names what is damaged or missing."""
+    manifest = load_manifest(root)
+    try:
+        framing = Framing.from_dict(manifest["framing"])
+    except ValueError as e:
+        raise DatasetError(f"{root / 'manifest.json'} is damaged: {e}") from None
+    picks = [n for n, s in enumerate(manifest["samples"]) if s["split"] == split]
+    if limit is not None:
+        picks = picks[:: max(1, len(picks) // limit)][:limit]
+    if not picks:
+        raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
+    return manifest, framing, picks, load_landmarks(root, len(manifest["samples"]))
+
+
 class PairSet:
     """All kept frames of one split, resized to the model size, with their landmarks.
 
@@ -50,21 +67,11 @@ class PairSet:
     def __init__(self, root: str | Path, split: str, spec: SketchSpec, *, seed: int, augment: Augment | None,
                  mouth_weight: float = 1.0, eye_weight: float = 1.0, limit: int | None = None) -> None:
         root = Path(root)
-        manifest = load_manifest(root)
-        try:
-            ds_framing = Framing.from_dict(manifest["framing"])
-        except ValueError as e:
-            raise DatasetError(f"{root / 'manifest.json'} is damaged: {e}") from None
+        manifest, ds_framing, picks, source_px = split_samples(root, split, limit)
         size = (spec.width, spec.height)
         if spec.height > ds_framing.out_size[1]:
             raise DatasetError(f"the model is {spec.height} px tall but the dataset's frames are {ds_framing.out_size[1]} px; "
                                f"rebuild the dataset with --set model.size={spec.height}")
-        picks = [n for n, s in enumerate(manifest["samples"]) if s["split"] == split]
-        if limit is not None:
-            picks = picks[:: max(1, len(picks) // limit)][:limit]
-        if not picks:
-            raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
-        source_px = load_landmarks(root, len(manifest["samples"]))
         ids = [manifest["samples"][n]["id"] for n in picks]
         photos = []
         for sid in ids:

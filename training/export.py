@@ -130,19 +130,26 @@ def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndar
         net.load_state_dict(g.state_dict())
         net = net.half()
     example = torch.from_numpy(x[:1]).to(torch.float16 if precision == "fp16" else torch.float32)
+    return _export_checked(model.path / name, net, example, x, ref, precision, lambda tmp: _add_metadata(tmp, model, precision), log=log)
+
+
+def _export_checked(path: Path, net: torch.nn.Module, example: torch.Tensor, x: np.ndarray, ref: np.ndarray, precision: str,
+                    metadata: Callable[[Path], None], *, names: tuple[str, str] = ("sketch", "photo"), log) -> dict:
+    """Export ``net`` to ``path`` (atomically), stamp its ``metadata``, and keep it only if
+    ONNX Runtime on inputs ``x`` matches ``ref`` (PyTorch fp32) within ``TOLERANCE``."""
     tol_max, tol_mean = TOLERANCE[precision]
-    with atomic_path(model.path / name) as tmp:
+    with atomic_path(path) as tmp:
         try:
-            _onnx_export(net, example, tmp)
-            _add_metadata(tmp, model, precision)
+            _onnx_export(net, example, tmp, names)
+            metadata(tmp)
             got = _ort_run(tmp, x)
         except Exception as e:
             raise ExportError(f"{precision} export failed: {type(e).__name__}: {e}") from e
         err = np.abs(got - ref)
         max_err, mean_err = float(err.max()), float(err.mean())
-        log(f"{name}: parity vs PyTorch fp32: max |err| {max_err:.2e}, mean {mean_err:.2e} (tolerance {tol_max:g} / {tol_mean:g})")
+        log(f"{path.name}: parity vs PyTorch fp32: max |err| {max_err:.2e}, mean {mean_err:.2e} (tolerance {tol_max:g} / {tol_mean:g})")
         if not (max_err <= tol_max and mean_err <= tol_mean):
-            raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
+            raise ExportError(f"{path.name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
         size = tmp.stat().st_size
     return {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean, "bytes": size}
 
@@ -166,23 +173,10 @@ def export_swap(model_dir: str | Path, *, log: Callable[[str], None] = print) ->
         write_model_json(model.path, meta, kept)  # the old exports are about to be replaced
     report = {}
     for precision in ("fp32", "fp16"):
-        name = f"generator_{precision}.onnx"
         net = g if precision == "fp32" else _half_copy(g, model.network)
-        tol_max, tol_mean = TOLERANCE[precision]
-        with atomic_path(model.path / name) as tmp:
-            try:
-                _onnx_export(net, x[:1].to(torch.float16 if precision == "fp16" else torch.float32), tmp, names=("face", "swapped"))
-                _add_swap_metadata(tmp, model, precision)
-                got = _ort_run(tmp, x.numpy())
-            except Exception as e:
-                raise ExportError(f"{precision} export failed: {type(e).__name__}: {e}") from e
-            err = np.abs(got - ref)
-            max_err, mean_err = float(err.max()), float(err.mean())
-            log(f"{name}: parity vs PyTorch fp32: max |err| {max_err:.2e}, mean {mean_err:.2e} (tolerance {tol_max:g} / {tol_mean:g})")
-            if not (max_err <= tol_max and mean_err <= tol_mean):
-                raise ExportError(f"{name} fails parity: max |err| {max_err:.3g} (allowed {tol_max}), mean {mean_err:.3g} (allowed {tol_mean}); not written")
-        report[precision] = {"max_abs_err": max_err, "mean_abs_err": mean_err, "tolerance_max": tol_max, "tolerance_mean": tol_mean,
-                             "bytes": (model.path / name).stat().st_size}
+        example = x[:1].to(torch.float16 if precision == "fp16" else torch.float32)
+        report[precision] = _export_checked(model.path / f"generator_{precision}.onnx", net, example, x.numpy(), ref, precision,
+                                            lambda tmp: _add_swap_metadata(tmp, model, precision), names=("face", "swapped"), log=log)
     meta["export"] = {"opset": OPSET, "parity": report, "torch": torch.__version__}
     write_model_json(model.path, meta, kept + list(ONNX_FILES))
     return report

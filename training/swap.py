@@ -29,14 +29,14 @@ from models.artifact import model_id_of, write_model_json
 from models.config import SwapConfig, TrainConfig
 from models.errors import DatasetError
 from models.files import atomic_path, atomic_write_text, make_dir, sha256_file
-from models.framing import Framing
 from models.geometry import interocular
 from models.pixels import images_to_tensor, tensor_to_images
 from models.swap import IDENTITIES, SwapArchitecture, SwapTemplate, align, alignment, face_mask, make_template, transform_points
 from models.swapnet import SwapAutoencoder, SwapGenerator
 from models.unet import count_parameters
-from training.dataset import load_landmarks, load_manifest
-from training.train import (ETA_STEPS, ETA_WARMUP, TimeBudget, TrainError, _StopRequest, expected_time, save_checkpoint)
+from training.data import split_samples
+from training.dataset import load_manifest
+from training.train import ETA_STEPS, ETA_WARMUP, TimeBudget, TrainError, _on_schedule, _StopRequest, expected_time, save_checkpoint
 
 KIND = "swap"  # model.json's "kind" for a replacement model
 
@@ -52,17 +52,7 @@ class FaceSet:
     def __init__(self, root: str | Path, split: str, template: SwapTemplate, *, eye_weight: float = 1.0,
                  mouth_weight: float = 1.0, limit: int | None = None) -> None:
         root = Path(root)
-        manifest = load_manifest(root)
-        try:
-            framing = Framing.from_dict(manifest["framing"])
-        except ValueError as e:
-            raise DatasetError(f"{root / 'manifest.json'} is damaged: {e}") from None
-        picks = [n for n, s in enumerate(manifest["samples"]) if s["split"] == split]
-        if limit is not None and picks:
-            picks = picks[:: max(1, len(picks) // limit)][:limit]
-        if not picks:
-            raise DatasetError(f"the dataset at {str(root)!r} has no '{split}' frames")
-        source_px = load_landmarks(root, len(manifest["samples"]))
+        manifest, framing, picks, source_px = split_samples(root, split, limit)
         size = template.size
         crops, masks, weights = [], [], []
         for n in picks:
@@ -189,6 +179,8 @@ def masked_psnr(fake: np.ndarray, real: np.ndarray, mask: np.ndarray) -> float:
 class SwapRun:
     """What a replacement training run holds: both people's faces, the network, its
     optimiser and the step reached."""
+
+    main = True  # one process: it writes the logs, previews and checkpoints (the shared schedule asks)
 
     def __init__(self, out: Path, target_dir: Path, user_dir: Path, cfg: TrainConfig, swap: SwapConfig,
                  arch: SwapArchitecture, template: SwapTemplate) -> None:
@@ -327,26 +319,6 @@ def train_swap(target_dir: str | Path, user_dir: str | Path, out_dir: str | Path
     log(f"done: {run.step} steps, {rate:.2f} it/s; held-out PSNR inside the face mask: target {val['psnr_target']:.2f} dB, "
         f"user {val['psnr_user']:.2f} dB; model in {run.out}")
     return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
-
-
-def _on_schedule(run: SwapRun, losses: dict, bar) -> None:
-    cfg, step = run.cfg, run.step
-    if step % cfg.log_every == 0:
-        for k, v in losses.items():
-            run.writer.add_scalar(f"loss/{k}", v, step)
-        run.history.append({"step": step, **losses})
-    if step % cfg.preview_every == 0:
-        grid = run.preview()
-        cv2.imwrite(str(run.out / "previews" / f"step_{step:07d}.png"), grid)
-        run.writer.add_image("preview", grid[:, :, ::-1].copy(), step, dataformats="HWC")
-    if step % cfg.val_every == 0:
-        metrics = run.validate()
-        for k, v in metrics.items():
-            run.writer.add_scalar(f"val/{k}", v, step)
-        run.history.append({"step": step, "val": metrics})
-        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-        run.save()
 
 
 def _start(target_dir: Path, user_dir: Path, out: Path, cfg: TrainConfig, swap: SwapConfig, resume: bool,

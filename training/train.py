@@ -327,6 +327,9 @@ class Run:
             self.detector = self.detector_factory() if self.detector_factory else FaceMeshDetector(tracking=False)
         return validate(_unwrap(self.G), self.valset, self.device, self.detector)
 
+    def preview(self) -> np.ndarray:
+        return preview(_unwrap(self.G), self.valset, self.device)
+
     def save(self, *, final: bool = False) -> None:
         """Checkpoint (for --resume), then the live-usable model directory."""
         if not self.main:
@@ -457,15 +460,16 @@ def expected_time(rate: float, steps_left: int) -> str:
     return f"{rate:.2f} it/s on this machine: the remaining {steps_left} steps take about {f'{h} h ' if h else ''}{m} min (until about {ends})"
 
 
-def _on_schedule(run: Run, losses: dict, bar) -> None:
-    """Logging, previews, validation and checkpoints, each on its own step count."""
+def _on_schedule(run, losses: dict, bar) -> None:
+    """Logging, previews, validation and checkpoints, each on its own step count. ``run``:
+    a ``Run``, or any run with the same parts (training/swap.py's ``SwapRun``)."""
     cfg, step = run.cfg, run.step
     if run.writer is not None and step % cfg.log_every == 0:
         for k, v in losses.items():
             run.writer.add_scalar(f"loss/{k}", v, step)
         run.history.append({"step": step, **losses})
     if run.main and step % cfg.preview_every == 0:
-        grid = preview(_unwrap(run.G), run.valset, run.device)
+        grid = run.preview()
         cv2.imwrite(str(run.out / "previews" / f"step_{step:07d}.png"), grid)
         run.writer.add_image("preview", grid[:, :, ::-1].copy(), step, dataformats="HWC")
     if run.main and step % cfg.val_every == 0:
