@@ -105,10 +105,7 @@ def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict
     x = parity_inputs(model)
     with torch.no_grad():
         ref = g(torch.from_numpy(x)).numpy()
-    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
-    kept = sorted(set(model.meta["files"]) - set(ONNX_FILES))
-    if kept != sorted(model.meta["files"]):
-        write_model_json(model.path, meta, kept)  # the old exports are about to be replaced
+    meta, kept = _unlist_exports(model)
     report = {}
     for precision in ("fp32", "fp16"):
         report[precision] = _export_one(g, model, x, ref, precision, log)
@@ -119,6 +116,16 @@ def export(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict
         meta["gaze_response"] = response.to_dict()
     write_model_json(model.path, meta, kept + list(ONNX_FILES))
     return report
+
+
+def _unlist_exports(model) -> tuple[dict, list[str]]:
+    """(model.json's record without its file list, the files that stay): the old ONNX
+    files are unlisted first, so an export that fails midway never looks complete."""
+    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
+    kept = sorted(set(model.meta["files"]) - set(ONNX_FILES))
+    if kept != sorted(model.meta["files"]):
+        write_model_json(model.path, meta, kept)
+    return meta, kept
 
 
 def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndarray, precision: str, log) -> dict:
@@ -159,18 +166,14 @@ def _export_checked(path: Path, net: torch.nn.Module, example: torch.Tensor, x: 
 def export_swap(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict:
     """Both ONNX files of a replacement model: its run-time network (the shared encoder
     and the target's decoder: aligned face in, the target's face and mask out, (N, 4,
-    S, S)), each written only once it matches PyTorch fp32 on real-looking input (the
-    bundled face drawn through the model's alignment, and noisy copies of it)."""
+    S, S)), each written only once it matches PyTorch fp32 on four random faces."""
     model = load_swap_model(model_dir, rebuild=ONNX_FILES)
     g = load_generator(model)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(-1, 1, (4, 3, model.network.size, model.network.size)).astype(np.float32))
     with torch.no_grad():
         ref = g(x).numpy()
-    meta = {k: v for k, v in model.meta.items() if k not in ("files", "format", "version")}
-    kept = sorted(set(model.meta["files"]) - set(ONNX_FILES))
-    if kept != sorted(model.meta["files"]):
-        write_model_json(model.path, meta, kept)  # the old exports are about to be replaced
+    meta, kept = _unlist_exports(model)
     report = {}
     for precision in ("fp32", "fp16"):
         net = g if precision == "fp32" else _half_copy(g, model.network)
