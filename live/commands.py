@@ -306,7 +306,7 @@ def model_fit(path: str, cfg: Config, *, gpu: bool) -> str:
 
     from live.engines import choose_model_dir
     from live.fitting import choose_start, describe, time_rungs
-    from live.session import open_pipeline, open_swap_pipeline
+    from live.session import open_model_pipeline
     from models.artifact import open_model
 
     chosen, why = choose_model_dir(path, engine=cfg.live.engine, tier=cfg.live.model_tier, gpu=gpu)
@@ -314,8 +314,7 @@ def model_fit(path: str, cfg: Config, *, gpu: bool) -> str:
     lines = [f"model: live --model {path} will load {chosen} ({why}): "
              + ("a replacement (face swap) model" if model.kind == "swap" else "a re-enactment model")]
     with contextlib.ExitStack() as stack:
-        pipe = (open_swap_pipeline if model.kind == "swap" else open_pipeline)(
-            stack, model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), lambda s: None)
+        pipe = open_model_pipeline(stack, model, cfg.live, cfg.landmarks, (cfg.output.width, cfg.output.height), lambda s: None)
         size = (cfg.capture.width, cfg.capture.height)
         timings, _ = time_rungs(pipe, size)
         rung, reason = choose_start(timings, cfg.live.budget_ms)

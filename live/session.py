@@ -157,8 +157,7 @@ def _assemble(stack: contextlib.ExitStack, model: ModelDir, source: FrameSource,
         cv2.setNumThreads(lv.opencv_threads)  # on few cores, OpenCV's pool competes with ONNX Runtime's
     fan = FanOut(sinks, log)
     stack.callback(fan.close)
-    pipeline = (open_swap_pipeline if model.kind == "swap" else open_pipeline)(stack, model, lv, settings.landmarks,
-                                                                              (out.width, out.height), log)
+    pipeline = open_model_pipeline(stack, model, lv, settings.landmarks, (out.width, out.height), log)
     engine = pipeline.engine
     output = OutputStage((out.width, out.height), badge=make_badge(out, log), watermark=make_watermark(model, out, log),
                          mode=run.mode, clock=time.perf_counter)
@@ -229,6 +228,13 @@ def open_pipeline(stack: contextlib.ExitStack, model: ModelDir, live: LiveConfig
     return Pipeline(model, engine, detector, live=live, landmarks=landmarks, out_size=out_size, clock=time.perf_counter,
                     light_engine=light_engine,
                     light_response=GazeResponse.from_dict(light.meta.get("gaze_response")) if light_engine is not None else None)
+
+
+def open_model_pipeline(stack: contextlib.ExitStack, model: ModelDir | SwapModelDir, live: LiveConfig, landmarks: LandmarksConfig,
+                        out_size: tuple[int, int], log: Callable[[str], None]) -> Pipeline | SwapPipeline:
+    """The pipeline of either kind of model: re-enactment's (with its lighter rung) or replacement's."""
+    opener = open_swap_pipeline if model.kind == "swap" else open_pipeline
+    return opener(stack, model, live, landmarks, out_size, log)
 
 
 def open_swap_pipeline(stack: contextlib.ExitStack, model: SwapModelDir, live: LiveConfig, landmarks: LandmarksConfig,

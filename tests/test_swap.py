@@ -431,3 +431,11 @@ def test_an_interrupted_swap_run_saves_and_resumes(puppet_dataset, user_puppet_d
                  "--set", f"train.steps={step + 2}", *TINY]) == 0
     meta = load_swap_model(out).meta
     assert meta["provenance"]["steps"] == step + 2 and meta["provenance"]["complete"]
+
+
+def test_doctor_says_a_swap_model_is_one_and_times_it(tiny_swap_model):
+    from live.commands import model_fit
+    from models.config import load_config
+
+    text = model_fit(str(tiny_swap_model), load_config(None, ["live.engine=ort-cpu"]), gpu=False)
+    assert "a replacement (face swap) model" in text and "main" in text and "ms" in text
