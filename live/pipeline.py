@@ -107,18 +107,24 @@ class Calibration:
         return False
 
 
+def letterbox(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where ``fit_into`` puts a (width, height) image in a (width, height) canvas:
+    (x, y, width, height) of the picture, its aspect kept, centred."""
+    (iw, ih), (w, h) = image_size, size
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, int(round(iw * s))), max(1, int(round(ih * s)))
+    return (w - nw) // 2, (h - nh) // 2, nw, nh
+
+
 @per_frame
 def fit_into(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Letterbox ``image`` into a (width, height) canvas, aspect kept, black bars."""
     w, h = size
-    ih, iw = image.shape[:2]
-    s = min(w / iw, h / ih)
-    nw, nh = max(1, int(round(iw * s))), max(1, int(round(ih * s)))
+    x, y, nw, nh = letterbox((image.shape[1], image.shape[0]), size)
     canvas = np.zeros((h, w, 3), np.uint8) if out is None else out
     if out is not None:
         canvas[:] = 0
-    x, y = (w - nw) // 2, (h - nh) // 2
-    canvas[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    canvas[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if nw < image.shape[1] else cv2.INTER_LINEAR)
     return canvas
 
 

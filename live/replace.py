@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from live.engines import Engine
-from live.pipeline import Calibration, FrameResult, Prepared, fit_into
+from live.pipeline import Calibration, FrameResult, Prepared, fit_into, letterbox
 from live.sources import Frame
 from models.artifact import SwapModelDir
 from models.config import LandmarksConfig
@@ -61,7 +61,6 @@ class SwapPipeline:
         self.canvas = np.zeros((h, w, 3), np.uint8)  # the user's frame at the output size
         self._cover = np.zeros((h, w, 3), np.uint8)
         self._mask8 = np.empty((self.size, self.size), np.uint8)  # the blend mask as levels: warped cheaply
-        self._alpha = np.empty((self.size, self.size), np.float32)
         self._placed: tuple | None = None  # (input shape, the canvas view the frame is resized into)
         self._last_output: np.ndarray | None = None
         self._last_region: tuple[np.ndarray, tuple[slice, slice]] | None = None  # (mask, where) of the last swapped face
@@ -124,24 +123,17 @@ class SwapPipeline:
         painted once per frame size, then only the picture is resized in place."""
         if self._placed is None or self._placed[0] != image.shape:
             fit_into(image, self.out_size, self.canvas)
-            ih, iw = image.shape[:2]
-            w, h = self.out_size
-            sc = min(w / iw, h / ih)
-            nw, nh = max(1, int(round(iw * sc))), max(1, int(round(ih * sc)))
-            x, y = (w - nw) // 2, (h - nh) // 2
-            self._placed = (image.shape, self.canvas[y : y + nh, x : x + nw], cv2.INTER_AREA if sc < 1 else cv2.INTER_LINEAR)
+            x, y, nw, nh = letterbox((image.shape[1], image.shape[0]), self.out_size)
+            self._placed = (image.shape, self.canvas[y : y + nh, x : x + nw], cv2.INTER_AREA if nw < image.shape[1] else cv2.INTER_LINEAR)
             return
         _, view, how = self._placed
         cv2.resize(image, (view.shape[1], view.shape[0]), dst=view, interpolation=how)
 
     def _to_output(self, px: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """The user's landmarks in output pixels (where ``fit_into`` put the frame)."""
+        """(478, 2) the user's landmarks in output pixels (where ``fit_into`` puts the frame)."""
         ih, iw = shape[:2]
-        w, h = self.out_size
-        s = min(w / iw, h / ih)
-        nw, nh = max(1, int(round(iw * s))), max(1, int(round(ih * s)))
-        out = px[:, :2] * np.array([nw / iw, nh / ih]) + np.array([(w - nw) // 2, (h - nh) // 2])
-        return out
+        x, y, nw, nh = letterbox((iw, ih), self.out_size)
+        return px[:, :2] * np.array([nw / iw, nh / ih]) + np.array([x, y])
 
     @per_frame
     def finish(self, p: Prepared) -> FrameResult:
@@ -173,8 +165,7 @@ class SwapPipeline:
         m = alignment(out_px, self.template)
         mask = face_mask(transform_points(out_px, m), self.size)
         face = match_colour(out[:, :, :3], crop, mask)
-        np.multiply(mask, 255.0, out=self._alpha)
-        self._mask8[:] = self._alpha  # rounds down: a mask of 0 stays exactly 0
+        cv2.convertScaleAbs(mask, dst=self._mask8, alpha=255.0)  # a mask of 0 stays exactly 0
         x0, y0, x1, y1 = _oval_box(out_px, self.out_size)
         if x1 <= x0 or y1 <= y0:
             return self.canvas
