@@ -4,10 +4,11 @@ Contract (``Engine``): construct, ``warmup()`` once before the first frame, then
 ``infer(sketch)`` per frame.
 
 * ``sketch``: (H, W, 3) uint8 BGR, the model's own sketch size (a replacement
-  model's: the user's aligned face, ``model.input_shape``).
-* returns (H, W, C) uint8, the generated photo: BGR (C = 3), or for a replacement
-  model the target's face and its mask as a fourth channel (C = 4,
-  ``model.output_channels``). The returned array may be reused by the next call:
+  model's: the user's aligned face, and for a guided one its sketch beside it,
+  ``model.input_shape``).
+* returns (H', W', C) uint8 (``model.output_shape``), the generated photo: BGR
+  (C = 3, the sketch's size), or for a replacement model the target's face and its
+  mask as a fourth channel (C = 4). The returned array may be reused by the next call:
   copy it if you keep it.
 
 Backends (``ENGINES``):
@@ -162,11 +163,11 @@ class OrtEngine:
         if self.session.get_providers()[0] != wanted:
             raise EngineError(f"{self.name}: {wanted} failed to initialise (session uses {self.session.get_providers()[0]})")
         self.shape = h, w, _ = model.input_shape
-        c = model.output_channels
+        oh, ow, c = model.output_shape
         dtype = np.float16 if self.precision == "fp16" else np.float32
         self._in = np.empty((1, 3, h, w), dtype)
-        self._out = np.empty((1, c, h, w), dtype)
-        self._image = np.empty((h, w, c), np.uint8)
+        self._out = np.empty((1, c, oh, ow), dtype)
+        self._image = np.empty((oh, ow, c), np.uint8)
         self._device = "cpu" if provider == "cpu" else "cuda"
         self._binding = self.session.io_binding()
         name_in, name_out = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name  # sketch/photo, face/swapped
@@ -220,7 +221,7 @@ class TorchEngine:
             g = g.to(dtype=dtype, memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.g = g
-        out_shape = (h, w, model.output_channels)
+        out_shape = model.output_shape
         self._in = torch.zeros(1, 3, h, w, device=self.device, dtype=dtype)
         if device == "cuda":
             self._in = self._in.contiguous(memory_format=torch.channels_last)

@@ -1,8 +1,9 @@
 """The per-frame work of replacement (face swap): the user's frame in, the same frame
 with the target's face out, each stage timed.
 
-    landmarks -> smoothing -> aligned crop (the model's template) -> encoder and the
-    target's decoder -> colour matched to the user's face -> warped back -> blended
+    landmarks -> smoothing -> aligned crop (the model's template) [and, for a guided
+    model, the sketch of the user's landmarks on the target's face shape] -> encoder
+    and the target's decoder -> colour matched to the user's face -> warped back -> blended
     into the user's own frame through a feathered mask of the user's face oval
 
 ``SwapPipeline`` has ``Pipeline``'s interface (live/pipeline.py), so the loop, the
@@ -51,7 +52,7 @@ class SwapPipeline:
         if tuple(engine.shape) != model.input_shape:
             raise ValueError(f"engine expects {engine.shape} faces but the model's crop is {model.input_shape}")
         self.engine, self.detector, self.clock, self.hold_s = engine, detector, clock, hold_s
-        self.template, self.size = model.template, model.template.size
+        self.template, self.size, self.guide = model.template, model.template.size, model.guide
         self.out_size = out_size
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
         self.gains = Gains()
@@ -95,8 +96,10 @@ class SwapPipeline:
 
     @per_frame
     def prepare(self, frame: Frame, *, reuse_landmarks: bool = False, generate: bool = True, light: bool = False) -> Prepared:
-        """Landmarks, smoothing and the aligned crop. ``Prepared.sketch`` is the crop
-        (the network's input); ``target_px`` the user's landmarks in output pixels."""
+        """Landmarks, smoothing and the aligned crop. ``Prepared.sketch`` is the network's
+        input: the crop, and for a guided model the guide sketch beside it (the user's
+        landmarks moved onto the target's face shape); ``target_px`` the user's landmarks
+        in output pixels."""
         clock, t = self.clock, {}
         t0 = clock()
         lm = self.detector.detect(frame.image)
@@ -113,9 +116,21 @@ class SwapPipeline:
         if px is not None:
             out_px = self._to_output(px, frame.image.shape)
             if generate or self._last_output is None:  # from the camera's own pixels, not the resized frame
-                crop = align(frame.image, alignment(px, self.template), self.size)
+                crop = self._network_input(frame.image, px)
         t["align"] = clock() - t2
         return Prepared(frame, px, out_px, crop, t)
+
+    @per_frame
+    def _network_input(self, image: np.ndarray, px: np.ndarray) -> np.ndarray:
+        """(S, S, 3) the aligned crop, or (S, 2S, 3) the crop and its guide sketch. A new
+        array per frame: the loop may still hold the previous one."""
+        m, s = alignment(px, self.template), self.size
+        if self.guide is None:
+            return align(image, m, s)
+        x = np.empty((s, 2 * s, 3), np.uint8)
+        x[:, :s] = align(image, m, s)
+        self.guide.draw(transform_points(px, m), out=x[:, s:])
+        return x
 
     @per_frame
     def _place(self, image: np.ndarray) -> None:
@@ -153,7 +168,7 @@ class SwapPipeline:
         t5 = clock()
         t["inference"] = t5 - t4
         self._place(p.frame.image)  # here, not in prepare: the output may still be reading the canvas there
-        self._last_output = self._blend(out, p.sketch, p.target_px)
+        self._last_output = self._blend(out, p.sketch[:, : self.size], p.target_px)
         t["compose"] = clock() - t5
         return FrameResult(self._last_output, True, True, None, p.sketch, out[:, :, :3], p.driver_px, t)
 

@@ -29,7 +29,7 @@ from models.files import atomic_write_text, confined, read_record, sha256_file
 from models.framing import Framing
 from models.retarget import Coverage, GazeResponse
 from models.sketch import SketchSpec
-from models.swap import SwapArchitecture, SwapTemplate
+from models.swap import SwapArchitecture, SwapGuide, SwapTemplate
 from models.errors import ModelError
 
 FORMAT = "reenact-model"
@@ -141,6 +141,11 @@ class ModelDir(_ListedFiles):
         """(H, W, 3): the sketch the generator takes."""
         return (self.contract.sketch.height, self.contract.sketch.width, 3)
 
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3): the photo, the sketch's size."""
+        return self.input_shape
+
     def check_onnx(self, path: Path) -> None:
         check_onnx_metadata(path, self)
 
@@ -226,12 +231,14 @@ def open_model(path: str | Path, *, verify: bool = True) -> "ModelDir | SwapMode
 
 @dataclass(frozen=True)
 class SwapModelDir(_ListedFiles):
-    """A replacement model: its network's size and the alignment it was trained with."""
+    """A replacement model: its network's size, the alignment it was trained with and,
+    for a guided network, how its sketch is drawn (``guide``)."""
 
     path: Path
     meta: dict
     template: SwapTemplate
     network: SwapArchitecture
+    guide: SwapGuide | None = None
 
 
     @property
@@ -243,8 +250,13 @@ class SwapModelDir(_ListedFiles):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(S, S, 3): the user's aligned face."""
-        return (self.network.size, self.network.size, 3)
+        """(S, S, 3): the user's aligned face; (S, 2S, 3) guided: the face, then its sketch."""
+        return self.network.input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(S, S, 4): the target's face and its mask."""
+        return (self.network.size, self.network.size, self.output_channels)
 
     def check_onnx(self, path: Path) -> None:
         """Raise ArtifactError unless the ONNX file was exported for this model's alignment."""
@@ -266,6 +278,7 @@ def load_swap_model(path: str | Path, *, verify: bool = True, rebuild: tuple[str
     try:
         template = SwapTemplate.from_dict(meta["contract"].get("template"))
         network = SwapArchitecture.from_dict(meta["generator"])
+        guide = SwapGuide.from_dict(meta["contract"].get("guide"), network.size) if network.guide else None
     except ValueError as e:
         raise ArtifactError(f"{p / 'model.json'}: {e}") from None
     if meta["contract"].get("template_hash") != template.hash:
@@ -275,7 +288,7 @@ def load_swap_model(path: str | Path, *, verify: bool = True, rebuild: tuple[str
     if "generator.pt" not in meta["files"]:
         raise ArtifactError(f"{p / 'model.json'} lists no generator.pt")
     _check_files(p, meta, verify=verify, rebuild=rebuild)
-    return SwapModelDir(p, meta, template, network)
+    return SwapModelDir(p, meta, template, network, guide)
 
 
 def _check_files(p: Path, meta: dict, *, verify: bool, rebuild: tuple[str, ...]) -> None:

@@ -125,9 +125,10 @@ ENGINE_NAMES = ("torch-cuda", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch-cpu"
 @dataclass(frozen=True)
 class SwapConfig:
     size: int = _f(128, choices=(64, 128, 256), doc="replacement: the aligned face crop, pixels square")
-    width: int = _f(128, lo=16, hi=1024, doc="channels of the swap network's widest layer (a multiple of 16)",
+    width: int = _f(64, lo=16, hi=1024, doc="channels of the swap network's widest layer (a multiple of 16)",
                    check=lambda v: None if v % 16 == 0 else "must be a multiple of 16")
-    latent: int = _f(256, lo=16, hi=2048, doc="the shared encoder's bottleneck")
+    latent: int = _f(128, lo=16, hi=2048, doc="the shared encoder's bottleneck")
+    guide: bool = _f(True, doc="the decoders also see the sketch of the landmarks (the user's, moved onto the target's face shape)")
     batch_size: int = _f(2, lo=1, hi=1024, doc="faces of each person per step (2 beat 4 and 8 on 2 CPU cores: more updates in the same time)")
     lr: float = _f(5e-4, lo=1e-7, hi=1.0, doc="Adam learning rate (train.lr is the pix2pix trainer's)")
     lambda_l1: float = _f(10.0, lo=0.0, hi=1e4, doc="L1 inside the face mask (eyes and mouth weighted by train.eye_weight / mouth_weight)")

@@ -135,30 +135,99 @@ def face_mask(crop_px: np.ndarray, size: int, *, shrink: float = 0.03, feather: 
     return mask
 
 
+# ---------------------------------------------------------------- the guide sketch
+
+@dataclass(frozen=True)
+class SwapGuide:
+    """How a guided network's sketch is drawn: models/sketch.py's renderer at the crop's
+    size, from the face's landmarks in the crop moved by ``offset`` ((478, 2) float64
+    crop pixels). Training draws each person's own landmarks (no offset); live draws
+    the user's moved by the target's neutral face minus the user's (both aligned to the
+    template), so the sketch has the target's face shape and the user's expression."""
+
+    size: int
+    offset: np.ndarray
+
+    @property
+    def spec(self):
+        from models.sketch import SketchSpec
+
+        return SketchSpec(self.size, self.size)
+
+    def draw(self, crop_px: np.ndarray, *, out: np.ndarray | None = None, moved: bool = True) -> np.ndarray:
+        """(size, size, 3) uint8 BGR sketch of ``crop_px`` ((478, 2+) crop pixels), moved
+        by the offset unless ``moved`` is False; drawn into ``out`` when given."""
+        from models.sketch import render_sketch
+
+        pts = np.zeros((T.NUM_LANDMARKS, 3))
+        pts[:, :2] = np.asarray(crop_px, dtype=np.float64)[:, :2] + (self.offset if moved else 0.0)
+        img = render_sketch(pts, self.spec)
+        if out is None:
+            return img
+        out[:] = img
+        return out
+
+    def to_dict(self) -> dict:
+        return {"sketch": self.spec.to_dict(), "offset": np.round(self.offset, 3).tolist()}
+
+    @staticmethod
+    def from_dict(d, size: int) -> "SwapGuide":
+        """From an untrusted record, for a ``size`` crop: ValueError says what is wrong."""
+        from models.sketch import SketchSpec
+
+        if not isinstance(d, dict) or set(d) != {"sketch", "offset"}:
+            raise ValueError("the guide record has exactly sketch and offset")
+        try:
+            spec = SketchSpec.from_dict(d["sketch"])
+            offset = np.asarray(d["offset"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the guide record is malformed ({e})") from None
+        if spec != SketchSpec(size, size):
+            raise ValueError(f"the guide's sketch is {spec.width}x{spec.height}, the crop {size}x{size}")
+        if offset.shape != (T.NUM_LANDMARKS, 2) or not np.isfinite(offset).all() or np.abs(offset).max() > size:
+            raise ValueError(f"the guide's offset is out of range ({offset.shape})")
+        return SwapGuide(size, offset)
+
+
+def neutral_in_crop(neutral_px: np.ndarray, template: SwapTemplate) -> np.ndarray:
+    """(478, 2) a neutral face ((478, 2+) pixels) aligned to the template's crop."""
+    return transform_points(neutral_px, alignment(neutral_px, template))
+
+
 # ---------------------------------------------------------------- the network's size
 
 @dataclass(frozen=True)
 class SwapArchitecture:
     """What model.json's "generator" records of a swap network. ``width``: channels of
-    the widest convolution (the others are halvings of it); ``latent``: the bottleneck's size."""
+    the widest convolution (the others are halvings of it); ``latent``: the bottleneck's
+    size; ``guide``: the decoders also see the landmarks' sketch (models/swapnet.py)."""
 
     size: int = 128
     width: int = 128
     latent: int = 256
+    guide: bool = False
 
     def check(self) -> "SwapArchitecture":
         if self.size not in (64, 128, 256) or not 16 <= self.width <= 1024 or self.width % 16 or not 16 <= self.latent <= 2048:
             raise ValueError(f"invalid swap network {self.to_dict()}: size 64/128/256, width 16-1024 (a multiple of 16), latent 16-2048")
         return self
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of the run-time network's one input image: the aligned face, and
+        for a guided network its sketch beside it."""
+        return (self.size, 2 * self.size if self.guide else self.size, 3)
+
     def to_dict(self) -> dict:
-        return {"size": self.size, "width": self.width, "latent": self.latent}
+        return {"size": self.size, "width": self.width, "latent": self.latent, "guide": self.guide}
 
     @staticmethod
     def from_dict(d) -> "SwapArchitecture":
-        if not isinstance(d, dict) or set(d) != {"size", "width", "latent"}:
-            raise ValueError(f"a swap network record has exactly size, width, latent; got {d!r}")
+        if not isinstance(d, dict) or not {"size", "width", "latent"} <= set(d) <= {"size", "width", "latent", "guide"}:
+            raise ValueError(f"a swap network record has size, width, latent (and guide); got {d!r}")
+        if not isinstance(d.get("guide", False), bool):
+            raise ValueError(f"a swap network's guide is true or false; got {d['guide']!r}")
         try:
-            return SwapArchitecture(int(d["size"]), int(d["width"]), int(d["latent"])).check()
+            return SwapArchitecture(int(d["size"]), int(d["width"]), int(d["latent"]), d.get("guide", False)).check()
         except (TypeError, ValueError) as e:
             raise ValueError(str(e)) from None

@@ -388,7 +388,8 @@ def transfer_swap(setup: Setup, driver: str | Path, renderer, grid_dir: Path, ma
 
 def swap_reconstruction(model, target_dataset: Path) -> float:
     """Mean PSNR (dB) inside the face mask of the target's decoder on the target's
-    held-out faces: the model's own network (generator.pt), not the trainer's record."""
+    held-out faces: the model's own network (generator.pt), not the trainer's record.
+    A guided network draws each face from its own landmarks' sketch."""
     import torch
 
     from models.artifact import load_generator
@@ -397,13 +398,15 @@ def swap_reconstruction(model, target_dataset: Path) -> float:
     from training.swap import FaceSet, masked_psnr
 
     split = "val" if load_manifest(target_dataset)["split"]["val"] > 0 else "train"
-    faces = FaceSet(target_dataset, split, model.template)
+    faces = FaceSet(target_dataset, split, model.template, guide=model.guide is not None)
     g = load_generator(model)
     scores = []
     with torch.no_grad():
         for i in range(0, len(faces), 16):
             crops = faces.crops[i : i + 16]
-            fake = tensor_to_images(g(images_to_tensor(crops))[:, :3])
+            # a guided network takes each face with the sketch of its own landmarks beside it
+            x = crops if faces.sketches is None else np.concatenate([crops, faces.sketches[i : i + 16]], axis=2)
+            fake = tensor_to_images(g(images_to_tensor(x))[:, :3])
             scores += [masked_psnr(f, r, m) for f, r, m in zip(fake, crops, faces.masks[i : i + 16])]
     return round(float(np.mean(scores)), 3)
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from models import topology as T
 from models.faces import base_face
-from models.swap import (SwapArchitecture, SwapTemplate, align, alignment, face_mask, invert_alignment, make_template,
-                         transform_points)
+from models.swap import (SwapArchitecture, SwapGuide, SwapTemplate, align, alignment, face_mask, invert_alignment,
+                         make_template, transform_points)
 
 
 def _face_in_image(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
@@ -116,6 +116,86 @@ def test_the_network_maps_an_aligned_face_to_a_face_and_a_mask():
         assert not torch.equal(net(x, "user")[0], face)
 
 
+def test_a_guided_network_draws_from_both_the_face_and_its_sketch():
+    """The exported input is the face and its sketch side by side; each half changes
+    the output (the decoder uses the sketch, and the face still carries the rest)."""
+    import torch
+
+    from models.swapnet import SwapAutoencoder, SwapGenerator
+
+    torch.manual_seed(0)
+    arch = SwapArchitecture(64, 32, 32, guide=True)
+    net = SwapAutoencoder(arch).eval()
+    g = SwapGenerator(net)
+    x = torch.rand(1, 3, *arch.input_shape[:2]) * 2 - 1
+    assert arch.input_shape == (64, 128, 3)
+    with torch.no_grad():
+        out = g(x)
+        assert out.shape == (1, 4, 64, 64)
+        assert torch.allclose(out[:, :3], net(x[..., :64], "target", x[..., 64:])[0])
+        other_sketch, other_face = x.clone(), x.clone()
+        other_sketch[..., 64:] = -1  # a blank sketch
+        other_face[..., :64] = torch.flip(x[..., :64], dims=[3])
+        assert (g(other_sketch) - out).abs().mean() > 1e-4 and (g(other_face) - out).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="needs the sketch"):
+        net(x[..., :64], "target")
+    with pytest.raises(ValueError, match="takes none"):
+        SwapAutoencoder(SwapArchitecture(64, 32, 32))(x[..., :64], "target", x[..., 64:])
+
+
+def test_a_guide_record_round_trips_and_bad_ones_are_named():
+    offset = np.random.default_rng(0).normal(0, 2, (T.NUM_LANDMARKS, 2))
+    g = SwapGuide(128, offset)
+    back = SwapGuide.from_dict(json.loads(json.dumps(g.to_dict())), 128)
+    assert np.allclose(back.offset, offset, atol=1e-3)
+    for bad, says in ((None, "exactly"), ({"sketch": g.to_dict()["sketch"]}, "exactly"),
+                      ({**g.to_dict(), "offset": [[0, 0]]}, "out of range"), ({**g.to_dict(), "offset": [[float("nan"), 0]] * 478}, "out of range"),
+                      ({**g.to_dict(), "offset": "x"}, "out of range|malformed")):
+        with pytest.raises(ValueError, match=says):
+            SwapGuide.from_dict(bad, 128)
+    with pytest.raises(ValueError, match="crop 64x64"):
+        SwapGuide.from_dict(g.to_dict(), 64)
+    # a model trained before guides existed records no "guide": it loads as unguided
+    assert SwapArchitecture.from_dict({"size": 128, "width": 64, "latent": 64}) == SwapArchitecture(128, 64, 64, guide=False)
+    with pytest.raises(ValueError, match="true or false"):
+        SwapArchitecture.from_dict({"size": 128, "width": 64, "latent": 64, "guide": "yes"})
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(-6, 6), st.integers(-6, 6))
+def test_the_guide_sketch_is_the_users_face_moved_by_the_offset(dx, dy):
+    """Moving every landmark by a whole-pixel offset moves the drawn sketch by exactly
+    that much: the sketch has the target's placement, drawn as the user's face is."""
+    template = make_template(64)
+    px = _face_in_image(0.0, 30.0, (200.0, 200.0))
+    in_crop = transform_points(px, alignment(px, template))
+    plain = SwapGuide(64, np.zeros((T.NUM_LANDMARKS, 2))).draw(in_crop)
+    moved = SwapGuide(64, np.tile([float(dx), float(dy)], (T.NUM_LANDMARKS, 1))).draw(in_crop)
+    assert plain.any()
+    shifted = np.roll(plain, (dy, dx), axis=(0, 1))
+    inner = (slice(8, -8), slice(8, -8))  # away from where roll wraps around
+    assert np.array_equal(moved[inner], shifted[inner])
+
+
+def test_live_feeds_a_guided_model_the_crop_and_the_moved_sketch(tmp_path):
+    """The network's input: the aligned crop of the user's frame on the left, the sketch
+    of the user's landmarks moved by the guide's offset on the right."""
+    from live.sources import Frame
+
+    offset = np.tile([3.0, -2.0], (T.NUM_LANDMARKS, 1))
+    guide = SwapGuide(64, offset)
+    pipe, _, px = _swap_pipeline(tmp_path, guide=guide)
+    image = _textured(4)
+    pipe.process(Frame(image, 0.0, 0, 0.0))
+    x = pipe.engine.last_input
+    m = alignment(px, make_template(64))
+    assert x.shape == (64, 128, 3)
+    assert np.array_equal(x[:, :64], align(image, m, 64))
+    in_crop = transform_points(px, m)
+    assert np.array_equal(x[:, 64:], guide.draw(in_crop))
+    assert not np.array_equal(x[:, 64:], guide.draw(in_crop, moved=False))
+
+
 def test_losses_are_zero_only_for_a_perfect_face_and_ignore_the_background():
     import torch
 
@@ -181,7 +261,7 @@ def test_train_swap_end_to_end_resumes_exports_and_is_refused_by_live(puppet_dat
     assert meta["provenance"]["target"]["consent"]["attested"] and meta["provenance"]["user"]["consent"]["attested"]
     assert (out / "previews" / "step_0000002.png").is_file()
     model = load_swap_model(out)
-    assert model.template == make_template(64) and model.network == SwapArchitecture(64, 32, 32)
+    assert model.template == make_template(64) and model.network == SwapArchitecture(64, 32, 32, guide=True)
     card = (out / "model_card.md").read_text()
     assert model.model_id in card and "synthetic puppet" in card
     # --resume continues the same run: the step count goes on, the weights change
@@ -198,8 +278,10 @@ def test_train_swap_end_to_end_resumes_exports_and_is_refused_by_live(puppet_dat
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(out / "generator_fp32.onnx"), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"face": np.zeros((1, 3, 64, 64), np.float32)})[0]
+    y = sess.run(None, {"face": np.zeros((1, 3, 64, 128), np.float32)})[0]  # guided: the face and its sketch side by side
     assert y.shape == (1, 4, 64, 64)
+    # the guide moves the user's landmarks onto the target's face shape: the two puppets differ
+    assert model.guide is not None and 0.5 < np.abs(model.guide.offset).max() < 16
     # a re-enactment loader refuses it by name, not with a KeyError
     with pytest.raises(ArtifactError, match="replacement"):
         load_model_dir(out)
@@ -240,18 +322,21 @@ class _FaceOnCue:
 
 
 class _GreenFace:
-    """An engine that draws a flat green face with a full mask: easy to see where it lands."""
+    """An engine that draws a flat green face with a full mask: easy to see where it
+    lands. It keeps the last input it was given."""
 
     name, precision = "fake", "fp32"
 
-    def __init__(self, size: int) -> None:
-        self.shape = (size, size, 3)
+    def __init__(self, size: int, *, guided: bool = False) -> None:
+        self.shape = (size, 2 * size if guided else size, 3)
+        self.last_input = None
 
     def warmup(self) -> None:
         pass
 
     def infer(self, face: np.ndarray) -> np.ndarray:
-        out = np.zeros((*self.shape[:2], 4), np.uint8)
+        self.last_input = face.copy()
+        out = np.zeros((self.shape[0], self.shape[0], 4), np.uint8)
         out[..., 1], out[..., 3] = 200, 255
         return out
 
@@ -259,17 +344,17 @@ class _GreenFace:
         pass
 
 
-def _swap_pipeline(tmp_path, hold_s=0.5):
+def _swap_pipeline(tmp_path, hold_s=0.5, guide=None):
     from live.replace import SwapPipeline
     from models.artifact import SwapModelDir
     from models.config import LandmarksConfig
 
     template = make_template(64)
-    model = SwapModelDir(tmp_path, {}, template, SwapArchitecture(64, 32, 32))
+    model = SwapModelDir(tmp_path, {}, template, SwapArchitecture(64, 32, 32, guide=guide is not None), guide)
     px = _face_in_image(0.1, 60.0, (320.0, 240.0))
     detector = _FaceOnCue(px, (640, 480))
-    pipe = SwapPipeline(model, _GreenFace(64), detector, landmarks=LandmarksConfig(smoothing=False), out_size=(640, 480),
-                        clock=lambda: 0.0, hold_s=hold_s)
+    pipe = SwapPipeline(model, _GreenFace(64, guided=guide is not None), detector, landmarks=LandmarksConfig(smoothing=False),
+                        out_size=(640, 480), clock=lambda: 0.0, hold_s=hold_s)
     return pipe, detector, px
 
 

@@ -165,12 +165,13 @@ def _export_checked(path: Path, net: torch.nn.Module, example: torch.Tensor, x: 
 
 def export_swap(model_dir: str | Path, *, log: Callable[[str], None] = print) -> dict:
     """Both ONNX files of a replacement model: its run-time network (the shared encoder
-    and the target's decoder: aligned face in, the target's face and mask out, (N, 4,
-    S, S)), each written only once it matches PyTorch fp32 on four random faces."""
+    and the target's decoder: aligned face (and, guided, its sketch) in, the target's
+    face and mask out, (N, 4, S, S)), each written only once it matches PyTorch fp32 on four random faces."""
     model = load_swap_model(model_dir, rebuild=ONNX_FILES)
     g = load_generator(model)
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.uniform(-1, 1, (4, 3, model.network.size, model.network.size)).astype(np.float32))
+    h, w, _ = model.input_shape
+    x = torch.from_numpy(rng.uniform(-1, 1, (4, 3, h, w)).astype(np.float32))
     with torch.no_grad():
         ref = g(x).numpy()
     meta, kept = _unlist_exports(model)

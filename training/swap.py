@@ -31,7 +31,9 @@ from models.errors import DatasetError
 from models.files import atomic_path, atomic_write_text, make_dir, sha256_file
 from models.geometry import interocular
 from models.pixels import images_to_tensor, tensor_to_images
-from models.swap import IDENTITIES, SwapArchitecture, SwapTemplate, align, alignment, face_mask, make_template, transform_points
+from models.retarget import estimate_neutral
+from models.swap import (IDENTITIES, SwapArchitecture, SwapGuide, SwapTemplate, align, alignment, face_mask, make_template,
+                         neutral_in_crop, transform_points)
 from models.swapnet import SwapAutoencoder, SwapGenerator
 from models.unet import count_parameters
 from training.data import split_samples
@@ -46,15 +48,18 @@ KIND = "swap"  # model.json's "kind" for a replacement model
 class FaceSet:
     """One person's aligned faces, one split of a dataset: ``crops`` (N, S, S, 3) uint8
     BGR, ``masks`` (N, S, S) float32 face masks, ``weights`` (N, S, S) float32 loss
-    weights (1, more on the eyes and lips). Aligned once, here; a batch then only
-    augments in the crop."""
+    weights (1, more on the eyes and lips), ``sketches`` (N, S, S, 3) uint8, the guide
+    sketch of each face's own landmarks (``guide``; else None), and ``neutral`` (478, 2),
+    the person's neutral face in the crop. Aligned once, here; a batch then only augments
+    in the crop."""
 
     def __init__(self, root: str | Path, split: str, template: SwapTemplate, *, eye_weight: float = 1.0,
-                 mouth_weight: float = 1.0, limit: int | None = None) -> None:
+                 mouth_weight: float = 1.0, limit: int | None = None, guide: bool = False) -> None:
         root = Path(root)
         manifest, framing, picks, source_px = split_samples(root, split, limit)
         size = template.size
-        crops, masks, weights = [], [], []
+        drawer = SwapGuide(size, np.zeros((T.NUM_LANDMARKS, 2))) if guide else None
+        crops, masks, weights, sketches, faces, points = [], [], [], [], [], []
         for n in picks:
             sid = manifest["samples"][n]["id"]
             img = cv2.imread(str(root / "frames" / f"{sid}.png"))
@@ -69,20 +74,32 @@ class FaceSet:
             crops.append(align(img, m, size))
             masks.append(face_mask(in_crop, size))
             weights.append(feature_weights(in_crop, size, eye_weight=eye_weight, mouth_weight=mouth_weight))
+            if drawer is not None:
+                sketches.append(drawer.draw(in_crop))
+            faces.append(pts)
+            points.append(in_crop)
         self.crops, self.masks, self.weights = np.stack(crops), np.stack(masks), np.stack(weights)
+        self.sketches = np.stack(sketches) if drawer is not None else None
+        self.points = np.stack(points)
+        self.neutral = neutral_in_crop(estimate_neutral(np.stack(faces)), template)
         self.root, self.key, self.manifest = root, manifest["build_key"], manifest
 
     def __len__(self) -> int:
         return len(self.crops)
 
-    def batch(self, rng: np.random.Generator, n: int, warp: float) -> tuple[torch.Tensor, ...]:
-        """(warped input, face, mask, weight): (n, 3, S, S) in [-1, 1] twice, then (n, 1, S, S) twice."""
-        items = [augment(self.crops[i], self.masks[i], self.weights[i], rng, warp) for i in rng.integers(0, len(self), n)]
+    def _sketch(self, i: int) -> np.ndarray | None:
+        return None if self.sketches is None else self.sketches[i]
+
+    def batch(self, rng: np.random.Generator, n: int, warp: float) -> tuple[torch.Tensor | None, ...]:
+        """(warped input, face, mask, weight, sketch): (n, 3, S, S) in [-1, 1] twice, then
+        (n, 1, S, S) twice, then the sketches (n, 3, S, S) in [-1, 1] or None unguided."""
+        items = [augment(self.crops[i], self.masks[i], self.weights[i], rng, warp, sketch=self._sketch(i))
+                 for i in rng.integers(0, len(self), n)]
         return _collate(items)
 
-    def fixed(self, indices) -> tuple[torch.Tensor, ...]:
-        """Un-augmented (validation, previews): (face, face, mask, weight)."""
-        return _collate([(self.crops[i], self.crops[i], self.masks[i], self.weights[i]) for i in indices])
+    def fixed(self, indices) -> tuple[torch.Tensor | None, ...]:
+        """Un-augmented (validation, previews): (face, face, mask, weight, sketch)."""
+        return _collate([(self.crops[i], self.crops[i], self.masks[i], self.weights[i], self._sketch(i)) for i in indices])
 
 
 def feature_weights(crop_px: np.ndarray, size: int, *, eye_weight: float, mouth_weight: float) -> np.ndarray:
@@ -107,19 +124,24 @@ def feature_weights(crop_px: np.ndarray, size: int, *, eye_weight: float, mouth_
 ROTATE, SCALE, SHIFT, FLIP = 10.0, 0.05, 0.05, 0.5
 
 
-def augment(crop: np.ndarray, mask: np.ndarray, weight: np.ndarray, rng: np.random.Generator, warp: float):
-    """(warped input, face, mask, weight) of one crop. The input alone is randomly warped
-    (a coarse 5x5 grid of displacements, ``warp`` x size standard deviation, smoothly
-    interpolated): the decoder must draw the true face from a distorted one."""
+def augment(crop: np.ndarray, mask: np.ndarray, weight: np.ndarray, rng: np.random.Generator, warp: float, *,
+            sketch: np.ndarray | None = None):
+    """(warped input, face, mask, weight, sketch) of one crop. The input alone is randomly
+    warped (a coarse 5x5 grid of displacements, ``warp`` x size standard deviation,
+    smoothly interpolated): the decoder must draw the true face from a distorted one,
+    and a guided decoder learns to take the geometry from the (unwarped) sketch."""
     size = crop.shape[0]
     m = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-ROTATE, ROTATE), 1 + rng.uniform(-SCALE, SCALE))
     m[:, 2] += rng.uniform(-SHIFT, SHIFT, 2) * size
     face = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR)
     weight = cv2.warpAffine(weight, m, (size, size), flags=cv2.INTER_NEAREST, borderValue=1.0)
+    if sketch is not None:
+        sketch = cv2.warpAffine(sketch, m, (size, size), flags=cv2.INTER_LINEAR)
     if rng.uniform() < FLIP:
         face, mask, weight = face[:, ::-1], mask[:, ::-1], weight[:, ::-1]
-    return random_warp(face, rng, warp), face, mask, weight
+        sketch = None if sketch is None else sketch[:, ::-1]
+    return random_warp(face, rng, warp), face, mask, weight, sketch
 
 
 def random_warp(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -143,7 +165,8 @@ def _collate(items) -> tuple[torch.Tensor, ...]:
     y = images_to_tensor(np.stack([np.ascontiguousarray(it[1]) for it in items]))
     mask = torch.from_numpy(np.stack([np.ascontiguousarray(it[2]) for it in items]))[:, None]
     weight = torch.from_numpy(np.stack([np.ascontiguousarray(it[3]) for it in items]))[:, None]
-    return x, y, mask, weight
+    sketch = None if items[0][4] is None else images_to_tensor(np.stack([np.ascontiguousarray(it[4]) for it in items]))
+    return x, y, mask, weight, sketch
 
 
 # ---------------------------------------------------------------- the losses
@@ -185,10 +208,13 @@ class SwapRun:
     def __init__(self, out: Path, target_dir: Path, user_dir: Path, cfg: TrainConfig, swap: SwapConfig,
                  arch: SwapArchitecture, template: SwapTemplate) -> None:
         self.out, self.cfg, self.swap, self.arch, self.template = out, cfg, swap, arch, template
-        weights = {"eye_weight": cfg.eye_weight, "mouth_weight": cfg.mouth_weight}
+        weights = {"eye_weight": cfg.eye_weight, "mouth_weight": cfg.mouth_weight, "guide": arch.guide}
         self.train = {"target": FaceSet(target_dir, "train", template, **weights), "user": FaceSet(user_dir, "train", template, **weights)}
         self.val = {who: FaceSet(d, _val_split(d), template, limit=cfg.val_frames, **weights)
                     for who, d in (("target", target_dir), ("user", user_dir))}
+        # Live moves the user's landmarks onto the target's face shape before drawing the sketch.
+        offset = self.train["target"].neutral - self.train["user"].neutral
+        self.guide = SwapGuide(template.size, offset) if arch.guide else None
         torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
         self.net = SwapAutoencoder(arch)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=swap.lr, betas=(cfg.beta1, 0.999))
@@ -208,8 +234,8 @@ class SwapRun:
         total, logged = 0.0, {}
         for k, who in enumerate(IDENTITIES):
             rng = np.random.default_rng([self.cfg.seed, self.step, k])  # (seed, step): a resumed run sees the same batches
-            x, real, mask, weight = self.train[who].batch(rng, self.swap.batch_size, self.swap.warp)
-            face, mask_pred = self.net(x, who)
+            x, real, mask, weight, sketch = self.train[who].batch(rng, self.swap.batch_size, self.swap.warp)
+            face, mask_pred = self.net(x, who, sketch)
             losses = swap_losses(face, mask_pred, real, mask, weight, self.swap)
             total = total + losses["total"]
             logged.update({f"{who}_{k}": v.item() for k, v in losses.items() if k != "total"})
@@ -225,8 +251,8 @@ class SwapRun:
         self.net.eval()
         out = {}
         for who, faces in self.val.items():
-            _, real, mask, _ = faces.fixed(range(len(faces)))
-            face, _ = self.net(real, who)
+            _, real, mask, _, sketch = faces.fixed(range(len(faces)))
+            face, _ = self.net(real, who, sketch)
             fakes, reals = tensor_to_images(face), tensor_to_images(real)
             out[f"psnr_{who}"] = float(np.mean([masked_psnr(f, r, m) for f, r, m in zip(fakes, reals, faces.masks)]))
         return out
@@ -234,16 +260,25 @@ class SwapRun:
     @torch.no_grad()
     def preview(self, n: int = 4) -> np.ndarray:
         """Rows of (user face | its reconstruction | swapped: the target's decoder) and
-        (target face | its reconstruction | the user's decoder), BGR uint8."""
+        (target face | its reconstruction | the user's decoder), BGR uint8. A guided
+        swap draws the sketch moved onto the other face's shape, as live does."""
         self.net.eval()
         rows = []
         for who, other in (("user", "target"), ("target", "user")):
             faces = self.val[who]
-            _, real, _, _ = faces.fixed(np.linspace(0, len(faces) - 1, n).astype(int))
-            own, swapped = self.net(real, who)[0], self.net(real, other)[0]
+            picks = np.linspace(0, len(faces) - 1, n).astype(int)
+            _, real, _, _, sketch = faces.fixed(picks)
+            own, swapped = self.net(real, who, sketch)[0], self.net(real, other, self._moved_sketches(faces, picks, who))[0]
             for r, o, s in zip(tensor_to_images(real), tensor_to_images(own), tensor_to_images(swapped)):
                 rows.append(np.hstack([r, o, s]))
         return np.vstack(rows)
+
+    def _moved_sketches(self, faces: FaceSet, picks, who: str) -> torch.Tensor | None:
+        """The sketches of ``faces`` moved onto the other person's face shape (None unguided)."""
+        if self.guide is None:
+            return None
+        guide = SwapGuide(self.guide.size, self.guide.offset if who == "user" else -self.guide.offset)
+        return images_to_tensor(np.stack([guide.draw(faces.points[i]) for i in picks]))
 
     def save(self, *, final: bool = False) -> None:
         """Checkpoint (for --resume), then the model directory."""
@@ -332,7 +367,7 @@ def _start(target_dir: Path, user_dir: Path, out: Path, cfg: TrainConfig, swap: 
     elif (out / "checkpoint.pt").exists():
         raise TrainError(f"{out} already holds a training run; continue it with --resume, or choose another --out")
     try:
-        arch = SwapArchitecture(swap.size, swap.width, swap.latent).check() if ckpt is None else SwapArchitecture.from_dict(ckpt["swap_network"])
+        arch = SwapArchitecture(swap.size, swap.width, swap.latent, swap.guide).check() if ckpt is None else SwapArchitecture.from_dict(ckpt["swap_network"])
         template = make_template(arch.size) if ckpt is None else SwapTemplate.from_dict(ckpt["template"])
     except ValueError as e:
         raise TrainError(f"{out / 'checkpoint.pt'} is damaged: {e}") from None
@@ -374,7 +409,8 @@ def write_swap_model(run: SwapRun, *, final: bool) -> None:
     meta = {
         "kind": KIND,
         "generator": run.arch.to_dict(),
-        "contract": {"template": run.template.to_dict(), "template_hash": run.template.hash},
+        "contract": {"template": run.template.to_dict(), "template_hash": run.template.hash}
+                    | ({"guide": run.guide.to_dict()} if run.guide is not None else {}),
         "provenance": {
             who: {"dataset": str(s.root.resolve()), "dataset_key": s.key,
                   "sources": [{"path": v["path"], "sha256": v["sha256"]} for v in people[who]["sources"]],
