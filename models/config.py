@@ -135,6 +135,8 @@ class SwapConfig:
     lambda_ssim: float = _f(10.0, lo=0.0, hi=1e4, doc="structural dissimilarity (1 - SSIM) / 2 inside the face mask")
     lambda_mask: float = _f(10.0, lo=0.0, hi=1e4, doc="L1 of the predicted mask against the landmarks' face mask")
     warp: float = _f(0.025, lo=0.0, hi=0.2, doc="random warp of the network's input, as a fraction of the crop (the classic recipe)")
+    attention: bool = _f(False, doc="a self-attention block on each decoder's 16x16 code")
+    lambda_gan: float = _f(0.0, lo=0.0, hi=1e4, doc="adversarial loss from a PatchGAN per person (0 = off)")
 
 
 @dataclass(frozen=True)

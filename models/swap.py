@@ -200,12 +200,14 @@ def neutral_in_crop(neutral_px: np.ndarray, template: SwapTemplate) -> np.ndarra
 class SwapArchitecture:
     """What model.json's "generator" records of a swap network. ``width``: channels of
     the widest convolution (the others are halvings of it); ``latent``: the bottleneck's
-    size; ``guide``: the decoders also see the landmarks' sketch (models/swapnet.py)."""
+    size; ``guide``: the decoders also see the landmarks' sketch; ``attention``: a
+    self-attention block on each decoder's 16x16 code (models/swapnet.py)."""
 
     size: int = 128
     width: int = 128
     latent: int = 256
     guide: bool = False
+    attention: bool = False
 
     def check(self) -> "SwapArchitecture":
         if self.size not in (64, 128, 256) or not 16 <= self.width <= 1024 or self.width % 16 or not 16 <= self.latent <= 2048:
@@ -219,15 +221,17 @@ class SwapArchitecture:
         return (self.size, 2 * self.size if self.guide else self.size, 3)
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "width": self.width, "latent": self.latent, "guide": self.guide}
+        return {"size": self.size, "width": self.width, "latent": self.latent, "guide": self.guide, "attention": self.attention}
 
     @staticmethod
     def from_dict(d) -> "SwapArchitecture":
-        if not isinstance(d, dict) or not {"size", "width", "latent"} <= set(d) <= {"size", "width", "latent", "guide"}:
-            raise ValueError(f"a swap network record has size, width, latent (and guide); got {d!r}")
-        if not isinstance(d.get("guide", False), bool):
-            raise ValueError(f"a swap network's guide is true or false; got {d['guide']!r}")
+        if not isinstance(d, dict) or not {"size", "width", "latent"} <= set(d) <= {"size", "width", "latent", "guide", "attention"}:
+            raise ValueError(f"a swap network record has size, width, latent (and guide, attention); got {d!r}")
+        for flag in ("guide", "attention"):
+            if not isinstance(d.get(flag, False), bool):
+                raise ValueError(f"a swap network's {flag} is true or false; got {d[flag]!r}")
         try:
-            return SwapArchitecture(int(d["size"]), int(d["width"]), int(d["latent"]), d.get("guide", False)).check()
+            return SwapArchitecture(int(d["size"]), int(d["width"]), int(d["latent"]), d.get("guide", False),
+                                    d.get("attention", False)).check()
         except (TypeError, ValueError) as e:
             raise ValueError(str(e)) from None

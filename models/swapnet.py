@@ -85,6 +85,26 @@ class SketchEncoder(nn.Module):
         return maps
 
 
+class SelfAttention(nn.Module):
+    """SAGAN's self-attention over a feature map (N, C, H, W) -> the same: every position
+    mixes in the features of positions that resemble it; the residual's gain starts at 0,
+    so a new block begins as the identity."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.q, self.k = nn.Conv2d(c, max(c // 8, 1), 1), nn.Conv2d(c, max(c // 8, 1), 1)
+        self.v = nn.Conv2d(c, c, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.q(x).flatten(2).transpose(1, 2)  # (N, HW, C/8)
+        k = self.k(x).flatten(2)  # (N, C/8, HW)
+        attn = torch.softmax(q @ k, dim=-1)  # (N, HW, HW)
+        y = (self.v(x).flatten(2) @ attn.transpose(1, 2)).view(n, c, h, w)
+        return x + self.gamma * y
+
+
 class SwapDecoder(nn.Module):
     """(N, width/2, 16, 16) code [+ the sketch maps] -> face (N, 3, S, S) in [-1, 1]
     and mask (N, 1, S, S) in [0, 1].
@@ -103,12 +123,13 @@ class SwapDecoder(nn.Module):
             blocks.append(_up(c + skips[i], max(c // 2, floor)))
             c = max(c // 2, floor)
         self.up = nn.ModuleList(blocks)
+        self.attention = SelfAttention(arch.width // 2) if arch.attention else nn.Identity()
         self.face = nn.Sequential(nn.Conv2d(c + skips[-1], 3, head, 1, head // 2), nn.Tanh())
         self.mask = nn.Sequential(nn.Conv2d(c + skips[-1], 1, head, 1, head // 2), nn.Sigmoid())
 
     def forward(self, code: torch.Tensor, sketch_maps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         skips = sketch_maps[::-1] if sketch_maps is not None else None  # coarsest (16x16) first
-        y = code
+        y = self.attention(code)
         for i, up in enumerate(self.up):
             y = up(y if skips is None else torch.cat([y, skips[i]], 1))
         if skips is not None:
@@ -151,3 +172,16 @@ class SwapGenerator(nn.Module):
         maps = None if self.sketch_encoder is None else self.sketch_encoder(x[..., s:])
         face, mask = self.decoder(self.encoder(x[..., :s]), maps)
         return torch.cat([face, mask * 2 - 1], dim=1)
+
+
+class SwapDiscriminator(nn.Module):
+    """Training only (``swap.lambda_gan`` > 0): a small PatchGAN, (N, 3, S, S) masked faces
+    -> (N, 1, S/8, S/8) scores, one per overlapping patch: real (1) or drawn (0)."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(_down(3, width, 4), _down(width, width * 2, 4), _down(width * 2, width * 4, 4),
+                                 nn.Conv2d(width * 4, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -287,6 +287,52 @@ def test_train_swap_end_to_end_resumes_exports_and_is_refused_by_live(puppet_dat
         load_model_dir(out)
 
 
+def test_the_options_self_attention_and_gan_train_resume_and_export(puppet_dataset, user_puppet_dataset, tmp_path):
+    """The issue's options: self-attention in the decoders (recorded in the network's
+    record, so live builds the same network) and the PatchGAN loss (its discriminators
+    ride in the checkpoint, so --resume continues them)."""
+    import torch
+
+    from models.artifact import load_generator, load_swap_model
+    from reenact.cli import main
+    from training.train import load_checkpoint
+
+    out = tmp_path / "swap_opts"
+    opts = ["--set", "swap.attention=true", "--set", "swap.lambda_gan=1.0", *TINY]
+    args = ["train", "--swap", str(puppet_dataset), "--user", str(user_puppet_dataset), "--out", str(out)]
+    assert main([*args, "--set", "train.steps=2", *opts]) == 0
+    ckpt = load_checkpoint(out / "checkpoint.pt", keys=("disc", "opt_d"))
+    assert set(ckpt["disc"]) and ckpt["swap"]["lambda_gan"] == 1.0
+    disc_before = {k: v.clone() for k, v in ckpt["disc"].items()}
+    assert main([*args, "--resume", "--set", "train.steps=3", *opts]) == 0
+    disc_after = load_checkpoint(out / "checkpoint.pt", keys=("disc",))["disc"]
+    assert any(not torch.equal(disc_before[k], disc_after[k]) for k in disc_before)  # trained on, not restarted
+    model = load_swap_model(out)
+    assert model.network.attention and model.meta["generator"]["attention"] is True
+    g = load_generator(model)
+    assert any(name.startswith("decoder.attention.") for name, _ in g.named_parameters())
+    assert main(["export", str(out)]) == 0
+    assert json.loads((out / "model.json").read_text())["export"]["parity"]["fp32"]["max_abs_err"] <= 1e-3
+
+
+def test_self_attention_starts_as_the_identity_and_then_mixes_positions():
+    import torch
+
+    from models.swapnet import SelfAttention
+
+    torch.manual_seed(0)
+    block = SelfAttention(16)
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(block(x), x)
+    with torch.no_grad():
+        block.gamma.fill_(1.0)
+        y = block(x)
+        x2 = x.clone()
+        x2[:, :, 0, 0] += 5.0  # one position changes ...
+        changed = (block(x2) - y).abs().sum(1)
+    assert changed[:, 7, 7].min() > 0  # ... and a far one hears of it
+
+
 def test_train_swap_usage_errors_are_one_line_with_exit_2(puppet_dataset, tmp_path, capsys):
     from reenact.cli import main
 

@@ -23,6 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from models import topology as T
 from models.artifact import model_id_of, write_model_json
@@ -34,7 +35,7 @@ from models.pixels import images_to_tensor, tensor_to_images
 from models.retarget import estimate_neutral
 from models.swap import (IDENTITIES, SwapArchitecture, SwapGuide, SwapTemplate, align, alignment, face_mask, make_template,
                          neutral_in_crop, transform_points)
-from models.swapnet import SwapAutoencoder, SwapGenerator
+from models.swapnet import SwapAutoencoder, SwapDiscriminator, SwapGenerator
 from models.unet import count_parameters
 from training.data import split_samples
 from training.dataset import load_manifest
@@ -218,6 +219,9 @@ class SwapRun:
         torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
         self.net = SwapAutoencoder(arch)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=swap.lr, betas=(cfg.beta1, 0.999))
+        # The optional GAN: one PatchGAN per person, judging the faces inside the mask.
+        self.disc = nn.ModuleDict({who: SwapDiscriminator() for who in IDENTITIES}) if swap.lambda_gan > 0 else None
+        self.opt_d = None if self.disc is None else torch.optim.Adam(self.disc.parameters(), lr=swap.lr, betas=(cfg.beta1, 0.999))
         self.step, self.history, self.writer = 0, [], None
 
     @property
@@ -237,6 +241,9 @@ class SwapRun:
             x, real, mask, weight, sketch = self.train[who].batch(rng, self.swap.batch_size, self.swap.warp)
             face, mask_pred = self.net(x, who, sketch)
             losses = swap_losses(face, mask_pred, real, mask, weight, self.swap)
+            if self.disc is not None:
+                losses["gan"] = self._adversarial(who, face, real, mask)
+                losses["total"] = losses["total"] + self.swap.lambda_gan * losses["gan"]
             total = total + losses["total"]
             logged.update({f"{who}_{k}": v.item() for k, v in losses.items() if k != "total"})
         self.opt.zero_grad(set_to_none=True)
@@ -244,6 +251,17 @@ class SwapRun:
         self.opt.step()
         self.step += 1
         return {"loss": total.item(), **logged}
+
+    def _adversarial(self, who: str, face: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """LSGAN: one update of ``who``'s discriminator on this batch, then the decoder's
+        loss for being told apart (the faces inside the mask only)."""
+        d = self.disc[who]
+        fake_in, real_in = face * mask, real * mask
+        d_loss = ((d(real_in) - 1) ** 2).mean() + (d(fake_in.detach()) ** 2).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        return ((d(fake_in) - 1) ** 2).mean()
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -285,6 +303,8 @@ class SwapRun:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step, "rng_cpu": torch.get_rng_state(),
                  "kind": KIND, "swap_network": self.arch.to_dict(), "template": self.template.to_dict(),
                  "dataset_keys": self.dataset_keys, "train": asdict(self.cfg), "swap": asdict(self.swap), "history": self.history}
+        if self.disc is not None:
+            state |= {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
         save_checkpoint(self.checkpoint, state)
         write_swap_model(self, final=final)
 
@@ -367,7 +387,7 @@ def _start(target_dir: Path, user_dir: Path, out: Path, cfg: TrainConfig, swap: 
     elif (out / "checkpoint.pt").exists():
         raise TrainError(f"{out} already holds a training run; continue it with --resume, or choose another --out")
     try:
-        arch = SwapArchitecture(swap.size, swap.width, swap.latent, swap.guide).check() if ckpt is None else SwapArchitecture.from_dict(ckpt["swap_network"])
+        arch = SwapArchitecture(swap.size, swap.width, swap.latent, swap.guide, swap.attention).check() if ckpt is None else SwapArchitecture.from_dict(ckpt["swap_network"])
         template = make_template(arch.size) if ckpt is None else SwapTemplate.from_dict(ckpt["template"])
     except ValueError as e:
         raise TrainError(f"{out / 'checkpoint.pt'} is damaged: {e}") from None
@@ -379,6 +399,9 @@ def _start(target_dir: Path, user_dir: Path, out: Path, cfg: TrainConfig, swap: 
         try:
             run.net.load_state_dict(ckpt["net"])
             run.opt.load_state_dict(ckpt["opt"])
+            if run.disc is not None and "disc" in ckpt:  # a GAN turned on at resume starts its discriminators fresh
+                run.disc.load_state_dict(ckpt["disc"])
+                run.opt_d.load_state_dict(ckpt["opt_d"])
             torch.set_rng_state(ckpt["rng_cpu"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             raise TrainError(f"{run.checkpoint} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
