@@ -62,6 +62,7 @@ class SwapPipeline:
         self.canvas = np.zeros((h, w, 3), np.uint8)  # the user's frame at the output size
         self._cover = np.zeros((h, w, 3), np.uint8)
         self._mask8 = np.empty((self.size, self.size), np.uint8)  # the blend mask as levels: warped cheaply
+        self._face4 = np.empty((self.size, self.size, 4), np.uint8)  # the face and that mask, warped back together
         self._placed: tuple | None = None  # (input shape, the canvas view the frame is resized into)
         self._last_output: np.ndarray | None = None
         self._last_region: tuple[np.ndarray, tuple[slice, slice]] | None = None  # (mask, where) of the last swapped face
@@ -180,15 +181,21 @@ class SwapPipeline:
         m = alignment(out_px, self.template)
         mask = face_mask(transform_points(out_px, m), self.size)
         face = match_colour(out[:, :, :3], crop, mask)
-        cv2.convertScaleAbs(mask, dst=self._mask8, alpha=255.0)  # a mask of 0 stays exactly 0
+        # The face and its mask (as levels: a mask of 0 stays exactly 0) warped back as one
+        # BGRA image: one warp instead of two (they were 1.3 and 0.9 ms on the slow class).
+        cv2.cvtColor(face, cv2.COLOR_BGR2BGRA, dst=self._face4)
+        cv2.convertScaleAbs(mask, dst=self._mask8, alpha=255.0)
+        cv2.insertChannel(self._mask8, self._face4, 3)
         x0, y0, x1, y1 = _oval_box(out_px, self.out_size)
         if x1 <= x0 or y1 <= y0:
             return self.canvas
         back = invert_alignment(m)
         back[:, 2] -= (x0, y0)
         size = (x1 - x0, y1 - y0)
-        face_r = cv2.warpAffine(face, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(self._mask8, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
+        # Outside the crop the border is 0, alpha included: no face is blended there.
+        warped = cv2.warpAffine(self._face4, back, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        face_r = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+        alpha = cv2.extractChannel(warped, 3).astype(np.float32)
         alpha *= 1 / 255
         region = self.canvas[y0:y1, x0:x1]
         cv2.blendLinear(face_r, region.copy(), alpha, 1.0 - alpha, dst=region)
