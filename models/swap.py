@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
 
 from models import topology as T
 from models.faces import base_face
+from models.sketch import SketchSpec, render_sketch
 
 TEMPLATE_VERSION = 1  # bump when make_template's geometry changes: old models then fail the contract check
 IDENTITIES = ("target", "user")
@@ -148,17 +150,13 @@ class SwapGuide:
     size: int
     offset: np.ndarray
 
-    @property
-    def spec(self):
-        from models.sketch import SketchSpec
-
+    @cached_property
+    def spec(self) -> SketchSpec:
         return SketchSpec(self.size, self.size)
 
     def draw(self, crop_px: np.ndarray, *, out: np.ndarray | None = None, moved: bool = True) -> np.ndarray:
         """(size, size, 3) uint8 BGR sketch of ``crop_px`` ((478, 2+) crop pixels), moved
         by the offset unless ``moved`` is False; drawn into ``out`` when given."""
-        from models.sketch import render_sketch
-
         pts = np.zeros((T.NUM_LANDMARKS, 3))
         pts[:, :2] = np.asarray(crop_px, dtype=np.float64)[:, :2] + (self.offset if moved else 0.0)
         img = render_sketch(pts, self.spec)
@@ -173,8 +171,6 @@ class SwapGuide:
     @staticmethod
     def from_dict(d, size: int) -> "SwapGuide":
         """From an untrusted record, for a ``size`` crop: ValueError says what is wrong."""
-        from models.sketch import SketchSpec
-
         if not isinstance(d, dict) or set(d) != {"sketch", "offset"}:
             raise ValueError("the guide record has exactly sketch and offset")
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -50,8 +51,9 @@ class FaceSet:
     """One person's aligned faces, one split of a dataset: ``crops`` (N, S, S, 3) uint8
     BGR, ``masks`` (N, S, S) float32 face masks, ``weights`` (N, S, S) float32 loss
     weights (1, more on the eyes and lips), ``sketches`` (N, S, S, 3) uint8, the guide
-    sketch of each face's own landmarks (``guide``; else None), and ``neutral`` (478, 2),
-    the person's neutral face in the crop. Aligned once, here; a batch then only augments
+    sketch of each face's own landmarks (``guide``; else None), ``points`` (N, 478, 2)
+    those landmarks in the crop, and ``neutral`` (478, 2), the person's neutral face in the
+    crop (worked out when first asked for). Aligned once, here; a batch then only augments
     in the crop."""
 
     def __init__(self, root: str | Path, split: str, template: SwapTemplate, *, eye_weight: float = 1.0,
@@ -81,12 +83,15 @@ class FaceSet:
             points.append(in_crop)
         self.crops, self.masks, self.weights = np.stack(crops), np.stack(masks), np.stack(weights)
         self.sketches = np.stack(sketches) if drawer is not None else None
-        self.points = np.stack(points)
-        self.neutral = neutral_in_crop(estimate_neutral(np.stack(faces)), template)
+        self.points, self._faces, self._template = np.stack(points), np.stack(faces), template
         self.root, self.key, self.manifest = root, manifest["build_key"], manifest
 
     def __len__(self) -> int:
         return len(self.crops)
+
+    @cached_property
+    def neutral(self) -> np.ndarray:
+        return neutral_in_crop(estimate_neutral(self._faces), self._template)
 
     def _sketch(self, i: int) -> np.ndarray | None:
         return None if self.sketches is None else self.sketches[i]
