@@ -63,9 +63,10 @@ class OutputStage:
         """(the frame that leaves, the time the watermark was done)."""
         if self.badge is None and self.watermark is None:
             return view, t_start
-        np.copyto(self._final, view)
         if self.watermark is not None:
-            self.watermark.apply(self._final, self._sent)
+            self.watermark.apply(view, self._sent, out=self._final)  # the copy out of the view, marked on the way
+        else:
+            np.copyto(self._final, view)
         self._sent += 1
         t_mark = self.clock()
         if self.badge is not None:

@@ -94,16 +94,20 @@ class Watermarker:
         self.model_id = model_id
 
     @per_frame
-    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
-        """BGR uint8 (h, w, 3), changed in place and returned."""
+    def apply(self, frame: np.ndarray, index: int, *, out: np.ndarray | None = None) -> np.ndarray:
+        """BGR uint8 (h, w, 3) with the mark, written into ``out`` (same shape; the frame
+        itself when None) and returned. Into ``out`` it costs no separate copy."""
+        out = frame if out is None else out
         c = carrier(index)
         mag = round(abs(c), 6)
         if mag == 0:
-            return frame
+            if out is not frame:
+                np.copyto(out, frame)
+            return out
         up, down = self._levels[mag] if c > 0 else self._levels[mag][::-1]
-        cv2.add(frame, up, dst=frame)
-        cv2.subtract(frame, down, dst=frame)
-        return frame
+        cv2.add(frame, up, dst=out)
+        cv2.subtract(out, down, dst=out)
+        return out
 
 
 @dataclass

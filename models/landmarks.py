@@ -85,6 +85,29 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
+# One NormalizedLandmark as MediaPipe serialises it when only x, y and z are set (proto2:
+# set fields are written even when 0): 0x0a, length 15, then tag 0x0d x, 0x15 y, 0x1d z,
+# each a little-endian float32.
+_RECORD = np.dtype([("head", "u1", 2), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"), ("tz", "u1"), ("z", "<f4")])
+_RECORD_HEAD = (0x0A, 0x0F)
+
+
+def landmark_array(landmark_list) -> np.ndarray:
+    """(N, 3) float32 x, y, z of a MediaPipe ``NormalizedLandmarkList``.
+
+    Reading 478 points field by field from Python costs ~0.6 ms a frame on a slow-class
+    core; the serialised list is read in one go instead (~0.03 ms). Any other layout
+    (visibility or presence set, a field missing) takes the field-by-field path."""
+    raw = landmark_list.SerializeToString()
+    n = len(landmark_list.landmark)
+    if len(raw) == n * _RECORD.itemsize:
+        rec = np.frombuffer(raw, _RECORD)
+        if (np.all(rec["head"] == _RECORD_HEAD) and np.all(rec["tx"] == 0x0D) and np.all(rec["ty"] == 0x15)
+                and np.all(rec["tz"] == 0x1D)):
+            return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float32)
+    return np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32).reshape(-1, 3)
+
+
 class FaceMeshDetector:
     """MediaPipe Face Mesh (legacy ``mp.solutions.face_mesh``, bundled models), 478
     points with irises.
@@ -124,12 +147,11 @@ class FaceMeshDetector:
     def detect(self, image: np.ndarray) -> Landmarks | None:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"detect() needs a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-        rgb = image[:, :, ::-1]
-        result = self._mesh.process(np.ascontiguousarray(rgb))
+        # cvtColor, not a reversed-channel copy: 0.01 against 0.67 ms for a 256x256 crop
+        result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         if not result.multi_face_landmarks:
             return None
-        lm = result.multi_face_landmarks[0].landmark
-        pts = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)
+        pts = landmark_array(result.multi_face_landmarks[0])
         h, w = image.shape[:2]
         return Landmarks(pts, (w, h), inside_fraction(pts))
 

@@ -9,7 +9,9 @@ from models.puppet import PuppetPose, place, puppet_points, render_puppet
 from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource
 from models import topology as T
 from models.geometry import expression, interocular
-from models.landmarks import FaceCropTracker, FaceMeshDetector, Landmarks, LandmarkDetector
+from hypothesis import given, settings, strategies as st
+
+from models.landmarks import FaceCropTracker, FaceMeshDetector, Landmarks, LandmarkDetector, landmark_array
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,31 @@ def test_detector_contract(still):
     lm = still.detect(img)
     assert isinstance(lm, Landmarks) and lm.points.shape == (478, 3) and lm.points.dtype == np.float32
     assert lm.image_size == (384, 384) and lm.confidence == 1.0
+
+
+_coord = st.floats(allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(points=st.lists(st.tuples(_coord, _coord, _coord), min_size=1, max_size=40),
+       extra=st.sampled_from(["none", "visibility", "unset"]))
+def test_landmark_array_reads_every_point_as_face_mesh_wrote_it(points, extra):
+    """The one-go read of Face Mesh's landmark list gives what reading it field by
+    field gives, whatever the values (0, negatives, extremes), and lists of another
+    layout (visibility set, a field never set) still read right."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    msg = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in points:
+        msg.landmark.add(x=x, y=y, z=z)
+    if extra == "visibility":
+        msg.landmark[len(points) // 2].visibility = 0.5
+    elif extra == "unset":
+        msg.landmark[0].ClearField("y")
+    want = np.array([(p.x, p.y, p.z) for p in msg.landmark], np.float32)
+    got = landmark_array(msg)
+    assert got.dtype == np.float32 and got.shape == (len(points), 3)
+    assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("shape", [TARGET_SHAPE, DRIVER_SHAPE])

@@ -62,7 +62,7 @@ import subprocess  # noqa: E402
 import cv2  # noqa: E402
 import pytest  # noqa: E402
 
-from live.trust import PRESENT_Z, Detector, Watermarker, bits_id, id_bits, read_video  # noqa: E402
+from live.trust import PERIOD, PRESENT_Z, Detector, Watermarker, bits_id, id_bits, read_video  # noqa: E402
 from tests.conftest import DRIVER_CLIPS, TARGET_CLIP  # noqa: E402
 
 
@@ -87,6 +87,18 @@ def test_watermark_is_invisible_to_the_eye_and_read_back_in_memory():
     r = det.reading()
     assert r.present and r.model_id == "c0ffee42" and r.confidence > PRESENT_Z
     assert not clean.reading().present
+
+
+def test_watermark_into_another_buffer_marks_like_in_place_and_leaves_the_frame_alone():
+    rng = np.random.default_rng(1)
+    wm = Watermarker("c0ffee42", (64, 48))
+    out = np.empty((48, 64, 3), np.uint8)
+    for i in range(PERIOD + 1):  # every carrier phase, the zero crossings included
+        frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        before = frame.copy()
+        got = wm.apply(frame, i, out=out)
+        assert got is out and np.array_equal(frame, before)
+        assert np.array_equal(out, wm.apply(before.copy(), i))
 
 
 def _encode(frames, path, kbps, height):
