@@ -9,7 +9,7 @@ from models.puppet import PuppetPose, place, puppet_points, render_puppet
 from live.sources import DRIVER_SHAPE, TARGET_SHAPE, PuppetSource
 from models import topology as T
 from models.geometry import expression, interocular
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from models.landmarks import FaceCropTracker, FaceMeshDetector, Landmarks, LandmarkDetector, landmark_array
 
@@ -138,6 +138,90 @@ def test_the_crop_tracker_is_as_accurate_as_the_whole_frame_as_the_face_crosses_
         assert crop.moves >= 3  # 640 px across: the window had to follow
     assert np.median(errors["crop"]) <= np.median(errors["whole"]) + 0.005, errors
     assert max(errors["crop"]) < 0.08, errors  # the frame after a window move included
+
+
+class _NoFace:
+    def detect(self, image):
+        return None
+
+    def reset(self):
+        pass
+
+    def close(self):
+        pass
+
+
+@settings(max_examples=40, deadline=None)
+@given(dx=st.floats(-0.3, 0.3), dy=st.floats(-0.3, 0.3), size=st.integers(60, 400),
+       x0=st.integers(-150, 450), y0=st.integers(-150, 250))
+def test_the_crop_tracker_window_maps_a_point_back_where_it_is_in_the_frame(dx, dy, size, x0, y0):
+    """Whether the window lies inside the frame (a resize of its view) or over its edge
+    (a warp with the edge replicated), a point at u in the crop is at x0 + u / k in the
+    frame (continuous coordinates, k = side / size): the mapping the tracker uses to
+    bring Face Mesh's points back. A soft dot is drawn at a sub-pixel spot; its centre
+    is found in the crop and mapped back."""
+    w, h = 480, 320
+    cx, cy = x0 + size * (0.5 + dx), y0 + size * (0.5 + dy)  # the dot's centre, continuous frame coordinates
+    sigma = max(2.0, size / 40)
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5  # pixel centres
+    frame = (200 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))).astype(np.float32)
+    # only a dot drawn whole, in the frame and in the window, has its centre where it was drawn
+    assume(4 * sigma < cx < w - 4 * sigma and 4 * sigma < cy < h - 4 * sigma)
+    assume(max(abs(dx), abs(dy)) * size + 4 * sigma < size / 2)
+    image = np.repeat(np.clip(frame, 0, 255).round().astype(np.uint8)[:, :, None], 3, axis=2)
+    tracker = FaceCropTracker(finder=_NoFace(), tracker=_NoFace())
+    crop = tracker._crop(image, x0, y0, size)[:, :, 0].astype(np.float64)
+    assert crop.shape == (256, 256)
+    crop[crop < 20] = 0  # the dot's core only: no edge or rounding noise
+    v, u = np.mgrid[0:256, 0:256] + 0.5
+    k = 256 / size
+    got = (x0 + (crop * u).sum() / crop.sum() / k, y0 + (crop * v).sum() / crop.sum() / k)
+    assert abs(got[0] - cx) < 0.1 * max(1.0, 1 / k) and abs(got[1] - cy) < 0.1 * max(1.0, 1 / k), (got, (cx, cy))
+
+
+def test_a_crop_tracker_window_that_misses_the_frame_is_no_crop():
+    tracker = FaceCropTracker(finder=_NoFace(), tracker=_NoFace())
+    image = np.zeros((100, 200, 3), np.uint8)
+    assert tracker._crop(image, 200, 0, 50) is None and tracker._crop(image, -50, 10, 50) is None
+    assert tracker._crop(image, -49, -49, 50).shape == (256, 256, 3)  # one pixel of the frame is enough
+
+
+class _Counting:
+    """A detector that counts the frames it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.inner.detect(image)
+
+    def reset(self):
+        self.inner.reset()
+
+    def close(self):
+        self.inner.close()
+
+
+def test_the_crop_tracker_follows_a_face_too_big_for_a_crop_in_the_whole_frame_and_back():
+    """A face that comes close to a 640x360 camera and goes back: while its window is as
+    large as the frame's height, the whole frame is tracked (a crop would save nothing);
+    small again, the crop takes over. The points stay on the face throughout."""
+    iods = [40 + 3 * i for i in range(29)] + [124 - 3 * i for i in range(29)]
+    cropped, whole = _Counting(FaceMeshDetector(tracking=True)), _Counting(FaceMeshDetector(tracking=True))
+    used, errs = [], []
+    with FaceCropTracker(tracker=cropped, whole=whole) as crop:
+        for iod in iods:
+            before = (cropped.calls, whole.calls)
+            truth, image = webcam_frame((320, 200), iod, size=(640, 360))
+            found = crop.detect(image)
+            assert found is not None and found.image_size == (640, 360)
+            err = np.linalg.norm(found.pixels()[:468, :2] - truth[:468, :2], axis=1).mean() / interocular(truth)
+            errs.append(round(err, 3))
+            used.append("crop" if cropped.calls > before[0] else "whole" if whole.calls > before[1] else "finder")
+    assert max(errs) < 0.08, list(zip(iods, used, errs))
+    assert used[0] == "finder" and "whole" in used[20:38], used
+    assert "crop" in used[:10] and used[-1] == "crop", used
 
 
 def test_the_crop_tracker_loses_a_face_that_leaves_and_finds_it_again_elsewhere():
