@@ -98,6 +98,8 @@ class Watermarker:
         """BGR uint8 (h, w, 3) with the mark, written into ``out`` (same shape; the frame
         itself when None) and returned. Into ``out`` it costs no separate copy."""
         out = frame if out is None else out
+        if out.shape != frame.shape or out.dtype != frame.dtype:  # OpenCV would write a new array and leave ``out`` as it was
+            raise ValueError(f"watermark output buffer {out.dtype} {out.shape} does not match the frame's {frame.dtype} {frame.shape}")
         c = carrier(index)
         mag = round(abs(c), 6)
         if mag == 0:

@@ -169,6 +169,9 @@ class FaceMeshDetector:
         self.close()
 
 
+_BLANK = np.zeros((64, 64, 3), np.uint8)  # no face: a video-mode graph shown it stops tracking
+
+
 class FaceCropTracker:
     """Face Mesh on a face-sized crop instead of the whole frame (live's detector).
 
@@ -181,8 +184,10 @@ class FaceCropTracker:
     frame back to the finder.
 
     A window as large as the frame's short side saves nothing (a 512x512 clip: 8.2
-    with the crop, 7.7 ms without): then ``whole`` (video mode, its own tracking state,
-    built when first needed) follows the face in the whole frame instead.
+    with the crop, 7.7 ms without): then ``whole`` (video mode, its own tracking state)
+    follows the face in the whole frame instead. At a switch between the two, the graph
+    taken up is shown a blank frame first, so it finds the face afresh instead of
+    fitting it where it last saw it.
 
     ``finder``/``tracker``/``whole`` default to Face Mesh; tests give doubles. Same
     contract as ``LandmarkDetector``: landmarks in the whole frame's normalised
@@ -197,7 +202,8 @@ class FaceCropTracker:
         self._args = dict(min_detection_confidence=min_detection_confidence, min_presence=min_presence)
         self.finder = finder or FaceMeshDetector(tracking=False, **self._args)
         self.tracker = tracker or FaceMeshDetector(tracking=True, **self._args)
-        self._whole = whole
+        self.whole = whole or FaceMeshDetector(tracking=True, **self._args)  # built here: not mid-stream
+        self._path: str | None = None  # "crop" or "whole": which graph tracked the last frame
         self.side, self.scale = side, scale
         self.window: tuple[int, int, int] | None = None  # (x0, y0, size) in whole frame pixels
         self.moves = 0  # how often the window moved (for tests and benchmarks)
@@ -215,6 +221,7 @@ class FaceCropTracker:
         x0, y0, size = self.window
         if size >= min(h, w):
             return self._follow_whole(image)
+        self._take_up("crop", self.tracker)
         k = self.side / size
         crop = self._crop(image, x0, y0, size)
         found = None if crop is None else self.tracker.detect(crop)
@@ -228,14 +235,22 @@ class FaceCropTracker:
         return Landmarks.from_pixels(px, (w, h), inside_fraction(px[:, :2] / np.array([w, h])))
 
     def _follow_whole(self, image: np.ndarray) -> Landmarks | None:
-        if self._whole is None:
-            self._whole = FaceMeshDetector(tracking=True, **self._args)
-        found = self._whole.detect(image)
+        """Track in the whole frame; the window still follows the face, so a face that
+        moves back from the camera returns to the crop."""
+        self._take_up("whole", self.whole)
+        found = self.whole.detect(image)
         if found is None:
             self.window = None
         else:
             self._follow(found.pixels())
         return found
+
+    def _take_up(self, path: str, graph: LandmarkDetector) -> None:
+        """Make ``graph`` forget the face it last tracked, many frames ago, when tracking
+        moves to it from the other path (~1 ms, at a switch only)."""
+        if self._path is not None and self._path != path:
+            graph.detect(_BLANK)
+        self._path = path
 
     def _crop(self, image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray | None:
         """(side, side, 3) the window resampled bilinearly, or None when it misses the
@@ -271,14 +286,13 @@ class FaceCropTracker:
 
     def reset(self) -> None:
         self.window = None
-        for detector in (self.finder, self.tracker, self._whole):
-            if detector is not None:
-                detector.reset()
+        self._path = None
+        for detector in (self.finder, self.tracker, self.whole):
+            detector.reset()
 
     def close(self) -> None:
-        for detector in (self.finder, self.tracker, self._whole):
-            if detector is not None:
-                detector.close()
+        for detector in (self.finder, self.tracker, self.whole):
+            detector.close()
 
     def __enter__(self) -> "FaceCropTracker":
         return self

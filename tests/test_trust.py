@@ -99,6 +99,8 @@ def test_watermark_into_another_buffer_marks_like_in_place_and_leaves_the_frame_
         got = wm.apply(frame, i, out=out)
         assert got is out and np.array_equal(frame, before)
         assert np.array_equal(out, wm.apply(before.copy(), i))
+    with pytest.raises(ValueError, match="does not match"):
+        wm.apply(frame, 1, out=np.empty((48, 64, 4), np.uint8))
 
 
 def _encode(frames, path, kbps, height):
