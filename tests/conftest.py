@@ -3,6 +3,7 @@ a cached Face Mesh detector."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,11 @@ def tiny_model(puppet_dataset, tmp_path_factory):
     train(puppet_dataset, out, model=ModelConfig(size=64, depth=6, ngf=8), cfg=cfg, progress=False, log=lambda s: None)
     export(out, log=lambda s: None)
     return out
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: SIGINT's default
+    disposition, as under a user's terminal. A runner that starts the tests in the
+    background without job control hands SIGINT down ignored, and Python then never
+    raises KeyboardInterrupt: the test would measure the runner, not reenact."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ctrl_c_as_at_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -273,11 +275,8 @@ def test_ctrl_c_stops_with_exit_130_and_keeps_the_report(command, bad, tmp_path)
             "live": ["live", "--model", str(bad["model"]), "--source", "puppet", "--no-virtual-camera",
                      "--record", str(tmp_path / "live.mp4"), "--json", str(report)]}[command]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    # SIGINT's default disposition in the child, as under a user's terminal: a runner that
-    # starts the tests in the background without job control hands it down ignored.
     proc = subprocess.Popen([sys.executable, "-m", "reenact", *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_at_a_terminal)
     started = time.monotonic()
     for line in proc.stdout:  # wait until frames flow
         if line.startswith("live: engine") or time.monotonic() - started > 120:

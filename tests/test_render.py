@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ctrl_c_as_at_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "puppet_model"
 SECONDS = 3
@@ -137,21 +139,13 @@ def test_side_by_side_shows_the_driver_its_sketch_and_the_output(drivers, tmp_pa
 
 
 @pytest.mark.slow
-def _ctrl_c_as_at_a_terminal() -> None:
-    """The child gets SIGINT's default disposition, as under a user's terminal. A runner
-    that starts the tests in the background without job control hands SIGINT down
-    ignored, and Python then never raises KeyboardInterrupt: the test would measure
-    the runner, not reenact."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_an_interrupted_render_leaves_no_file(drivers, tmp_path):
     long_driver = tmp_path / "long.mp4"  # the 3 s clip, 15 times over
     subprocess.run([_ffmpeg(), "-v", "error", "-y", "-stream_loop", "14", "-i", str(drivers["silent"]), "-c", "copy", str(long_driver)],
                    check=True)
     proc = subprocess.Popen(_reenact_cmd("render", str(long_driver), "--model", str(MODEL), "--out", "out.mp4"), cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
-                            preexec_fn=_ctrl_c_as_at_a_terminal)
+                            preexec_fn=ctrl_c_as_at_a_terminal)
     seen = ""
     deadline = time.monotonic() + 120
     while "render:" not in seen and time.monotonic() < deadline:  # the progress bar: frames are being written
