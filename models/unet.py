@@ -12,6 +12,8 @@ which avoids the checkerboard artifacts of transposed convolutions.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -115,6 +117,58 @@ class UNetGenerator(nn.Module):
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)
         return x
+
+
+class NearestUpConv(nn.Module):
+    """Nearest-neighbour x2 and a 3x3 convolution (``kernel``: (cout, cin, 3, 3), and a
+    bias), computed as the 4x4 stride-2 transposed convolution it equals.
+
+    The 4x4 weights are derived from the 3x3 kernel inside ``forward`` on purpose: an ONNX
+    file exported without constant folding then stores 9 weights per channel pair, not 16,
+    and ONNX Runtime folds them into the 4x4 weights once, when the session is built."""
+
+    def __init__(self, kernel: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(kernel.detach().clone())
+        self.bias = nn.Parameter(bias.detach().clone())
+        self.register_buffer("nn_to_transposed", _NN_TO_TRANSPOSED.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.nn_to_transposed.to(self.kernel.dtype)  # (4, 3)
+        weight = (a @ self.kernel @ a.T).transpose(0, 1)  # A K A^T per channel pair: (cin, cout, 4, 4); MatMuls trace cleanly
+        return nn.functional.conv_transpose2d(x, weight, self.bias, stride=2, padding=1)
+
+
+def for_inference(g: UNetGenerator) -> UNetGenerator:
+    """An eval-only copy of ``g`` that computes the same function with less work; what
+    ``export`` turns into ONNX. ``g`` itself is left as it is.
+
+    Why: a "resize" up-block (nearest x2, then a 3x3 convolution: 9 taps per output
+    pixel) is exactly a 4x4 stride-2 transposed convolution with 4 taps per output pixel
+    (``NearestUpConv``), and a BatchNorm after an up-block's convolution is exactly a
+    per-channel scale and shift of its weights, which ONNX Runtime does not fold by itself
+    after a transposed convolution. The copy's up-blocks carry their BatchNorm in their
+    weights and bias; training keeps the "resize" form, whose gradients do not
+    checkerboard. The down-blocks are unchanged."""
+    out = copy.deepcopy(g).eval()
+    with torch.no_grad():
+        for block in out.up:
+            conv = block[1][1] if g.cfg.upsample == "resize" else block[1]
+            weight = conv.weight.clone()  # resize: (cout, cin, 3, 3); transposed: (cin, cout, 4, 4)
+            out_axis = 0 if g.cfg.upsample == "resize" else 1
+            bias = conv.bias.clone() if conv.bias is not None else torch.zeros(weight.shape[out_axis])
+            if isinstance(block[2], nn.BatchNorm2d):
+                bn = block[2]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                weight = weight * scale.reshape([-1 if i == out_axis else 1 for i in range(4)])
+                bias = (bias - bn.running_mean) * scale + bn.bias
+                block[2] = nn.Identity()
+            if g.cfg.upsample == "resize":
+                block[1] = NearestUpConv(weight, bias)
+            else:
+                conv.weight = nn.Parameter(weight.contiguous())
+                conv.bias = nn.Parameter(bias)
+    return out.eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -76,3 +76,29 @@ def test_icnr_starts_as_resize_convolution_at_four_ninths_of_the_cost():
     assert torch.allclose(up(x), resize(x), atol=1e-5)
     g = UNetGenerator(ModelConfig(ngf=8, depth=6, upsample="icnr"))
     assert g(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("upsample", ["resize", "icnr", "transpose"])
+def test_the_inference_form_computes_the_trained_function(upsample):
+    """``for_inference`` (what export turns into ONNX) gives the trained generator's output
+    to float precision, with up-blocks that are transposed convolutions carrying their
+    BatchNorm, whatever the up-sampling it was trained with; the trained one is untouched."""
+    from torch import nn
+
+    from models.unet import NearestUpConv, for_inference
+
+    torch.manual_seed(7)
+    g = UNetGenerator(ModelConfig(ngf=6, depth=5, upsample=upsample))
+    for m in g.modules():  # BatchNorm statistics far from the identity, so a wrong fold shows
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.3, 3), m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.5, 0.5)
+    g.eval()
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    f = for_inference(g)
+    x = torch.randn(3, 3, 64, 96) * 2
+    with torch.no_grad():
+        assert (f(x) - g(x)).abs().max() < 1e-5
+    up_modules = [m for block in f.up for m in block.modules()]
+    assert not any(isinstance(m, (nn.Upsample, nn.BatchNorm2d)) for m in up_modules)
+    assert sum(isinstance(m, (nn.ConvTranspose2d, NearestUpConv)) for m in up_modules) == 5
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())

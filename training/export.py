@@ -2,9 +2,12 @@
 
 Writes ``generator_fp16.onnx`` (the GPU artifact) and ``generator_fp32.onnx`` (the CPU
 artifact: on CPUs fp32 is faster than fp16, which gets casts inserted). Both carry
-the sketch spec, its hash and the framing in their metadata. Each is checked against
-the PyTorch generator on sketches drawn from the target's own contract; a model that
-fails its tolerance is not written, and the export fails with the measured errors.
+the sketch spec, its hash and the framing in their metadata. The graph is the
+generator's ``for_inference`` form (up-blocks as transposed convolutions with their
+BatchNorm folded in: the same function, about half the CPU time of a "resize" network).
+Each is checked against the PyTorch generator as trained, on sketches drawn from the
+target's own contract; a model that fails its tolerance is not written, and the export
+fails with the measured errors.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from models.files import atomic_path
 from models.pixels import images_to_tensor, tensor_to_images
 from models.retarget import EYES, GazeResponse, iris_position, place_iris
 from models.sketch import render_sketch
-from models.unet import UNetGenerator
+from models.unet import for_inference
 from models.errors import ModelError
 
 # Max / mean absolute error on the [-1, 1] output scale, measured with ONNX Runtime's CPU
@@ -49,12 +52,15 @@ def parity_inputs(model: ModelDir, n: int = 4, seed: int = 0) -> np.ndarray:
     return images_to_tensor(np.stack(out)).numpy()
 
 
-def _onnx_export(g: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str] = ("sketch", "photo")) -> None:
+def _onnx_export(g: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str] = ("sketch", "photo"), *,
+                 fold_constants: bool = True) -> None:
     """The TorchScript-based exporter: a plain conv net traces exactly, and it needs
-    no onnxscript. Its deprecation notice is not the user's concern."""
+    no onnxscript. Its deprecation notice is not the user's concern. ``fold_constants=False``
+    keeps weights that ``forward`` derives (``NearestUpConv``) in their small form: ONNX
+    Runtime folds them when it loads the file."""
     import warnings
 
-    kwargs = dict(input_names=[names[0]], output_names=[names[1]], opset_version=OPSET)
+    kwargs = dict(input_names=[names[0]], output_names=[names[1]], opset_version=OPSET, do_constant_folding=fold_constants)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
@@ -131,23 +137,23 @@ def _unlist_exports(model) -> tuple[dict, list[str]]:
 def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndarray, precision: str, log) -> dict:
     """Export, check and (only if it passes) move one ONNX file into place."""
     name = f"generator_{precision}.onnx"
-    net = g
+    net = for_inference(g)  # the same function with fewer operations; parity below checks it against g itself
     if precision == "fp16":
-        net = UNetGenerator(g.cfg).eval()
-        net.load_state_dict(g.state_dict())
         net = net.half()
     example = torch.from_numpy(x[:1]).to(torch.float16 if precision == "fp16" else torch.float32)
-    return _export_checked(model.path / name, net, example, x, ref, precision, lambda tmp: _add_metadata(tmp, model, precision), log=log)
+    return _export_checked(model.path / name, net, example, x, ref, precision, lambda tmp: _add_metadata(tmp, model, precision),
+                           fold_constants=False, log=log)
 
 
 def _export_checked(path: Path, net: torch.nn.Module, example: torch.Tensor, x: np.ndarray, ref: np.ndarray, precision: str,
-                    metadata: Callable[[Path], None], *, names: tuple[str, str] = ("sketch", "photo"), log) -> dict:
+                    metadata: Callable[[Path], None], *, names: tuple[str, str] = ("sketch", "photo"), fold_constants: bool = True,
+                    log) -> dict:
     """Export ``net`` to ``path`` (atomically), stamp its ``metadata``, and keep it only if
     ONNX Runtime on inputs ``x`` matches ``ref`` (PyTorch fp32) within ``TOLERANCE``."""
     tol_max, tol_mean = TOLERANCE[precision]
     with atomic_path(path) as tmp:
         try:
-            _onnx_export(net, example, tmp, names)
+            _onnx_export(net, example, tmp, names, fold_constants=fold_constants)
             metadata(tmp)
             got = _ort_run(tmp, x)
         except Exception as e:
@@ -324,6 +330,29 @@ def pack_for_cpu(model_dir: str | Path, dest: str | Path, *, card: str | None = 
         write_model_json(out, meta, [n for n in CPU_PACK_FILES + ("generator_fp16.pt",) if (out / n).is_file()])
         load_model_dir(out)  # what was packed verifies
     shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def reexport_packed(dest: str | Path, *, log: Callable[[str], None] = print) -> Path:
+    """Re-export a CPU pack's main ONNX generator (``pack_for_cpu(..., weights_fp16=True)``)
+    from the fp16 weights it ships, with this version's exporter: how the built-in
+    character takes up a faster graph without being trained again. Its lighter rung ships
+    no weights and keeps its ONNX. Done in ``dest.tmp`` and swapped in once verified."""
+    dest = Path(dest)
+    model = load_model_dir(dest)
+    if "generator_fp16.pt" not in model.meta["files"]:
+        raise ModelError(f"{dest} ships no generator_fp16.pt to export from")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(dest, tmp)
+    export(tmp, log=log)  # writes both ONNX files and the gaze response into tmp/model.json
+    (tmp / "generator_fp16.onnx").unlink()
+    meta = {k: v for k, v in read_model_json(tmp).items() if k not in ("files", "format", "version")}
+    write_model_json(tmp, meta, [n for n in CPU_PACK_FILES + ("generator_fp16.pt",) if (tmp / n).is_file()])
+    if load_model_dir(tmp).model_id != model.model_id:
+        raise ModelError(f"re-exporting {dest} would change its model ID; left as it was")
+    shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
 
