@@ -4,6 +4,9 @@ clip: the side-by-side figures of docs/BENCHMARKS.md.
     .venv/bin/python tools/bench_versions.py --model M --source CLIP --rounds 3 --flat-out \\
         --version before=/work/pre15:live.cli --version after=/work/main:reenact [--taskset 0] --json out.json
 
+A version may name its own model directory, ``NAME=TREE:MODULE@MODEL`` (the same weights
+exported by each version's own exporter); the others use ``--model``.
+
 Each round runs every version once, in turn, so a change in the machine's load touches
 all of them alike; the table gives the median over the rounds. The process's CPU time
 per output frame is measured around each run (user + system, every thread: getrusage of
@@ -23,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 
-def run_once(tree: str, module: str, args: argparse.Namespace, out: Path, loop_s: float | None = None) -> dict:
-    cmd = [sys.executable, "-m", module, "bench", "--model", args.model, "--source", args.source, "--json", str(out),
+def run_once(tree: str, module: str, model: str, args: argparse.Namespace, out: Path, loop_s: float | None = None) -> dict:
+    cmd = [sys.executable, "-m", module, "bench", "--model", model, "--source", args.source, "--json", str(out),
            "--fidelity-every", "0", *(["--flat-out"] if args.flat_out else []), *sum((["--set", s] for s in args.set), []),
            *(["--loop", str(loop_s)] if loop_s else [])]
     if args.taskset is not None:
@@ -54,7 +57,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--source", required=True)
-    p.add_argument("--version", action="append", required=True, metavar="NAME=TREE:MODULE")
+    p.add_argument("--version", action="append", required=True, metavar="NAME=TREE:MODULE[@MODEL]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--flat-out", action="store_true")
     p.add_argument("--taskset", help="run each bench pinned to these cores, e.g. 0")
@@ -65,17 +68,22 @@ def main() -> None:
     p.add_argument("--json", required=True)
     args = p.parse_args()
     args.model, args.source = str(Path(args.model).resolve()), str(Path(args.source).resolve())
-    versions = [(v.split("=", 1)[0], *v.split("=", 1)[1].rsplit(":", 1)) for v in args.version]
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in versions}
+    versions = []
+    for v in args.version:
+        name, rest = v.split("=", 1)
+        rest, _, model = rest.partition("@")
+        tree, module = rest.rsplit(":", 1)
+        versions.append((name, tree, module, str(Path(model).resolve()) if model else args.model))
+    runs: dict[str, list[dict]] = {name: [] for name, *_ in versions}
     tmp = Path(tempfile.mkdtemp(prefix="bench_versions_"))
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in versions}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in versions}
     for r in range(args.rounds):
-        for name, tree, module in versions:
-            runs[name].append(run_once(tree, module, args, tmp / f"{name}_{r}.json"))
+        for name, tree, module, model in versions:
+            runs[name].append(run_once(tree, module, model, args, tmp / f"{name}_{r}.json"))
             print(f"round {r + 1} {name}: {runs[name][-1]['fps']} fps, e2e p50 {runs[name][-1]['e2e_ms']['p50']} ms", flush=True)
             if args.cpu_per_frame:
-                short = run_once(tree, module, args, tmp / f"{name}_{r}_s.json", args.cpu_per_frame)
-                long = run_once(tree, module, args, tmp / f"{name}_{r}_l.json", 2 * args.cpu_per_frame)
+                short = run_once(tree, module, model, args, tmp / f"{name}_{r}_s.json", args.cpu_per_frame)
+                long = run_once(tree, module, model, args, tmp / f"{name}_{r}_l.json", 2 * args.cpu_per_frame)
                 cpu[name].append(1000 * (long["process_cpu_s"] - short["process_cpu_s"]) / (long["frames_out"] - short["frames_out"]))
                 print(f"round {r + 1} {name}: {cpu[name][-1]:.2f} ms CPU per frame", flush=True)
     result = {name: summary(rs) for name, rs in runs.items()}

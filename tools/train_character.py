@@ -14,6 +14,7 @@
    prior for ``train --init-from``). No real person's data is involved anywhere.
 
 Every step resumes: run it again with the same --work and finished steps are skipped.
+``--reexport`` only re-exports the packed ONNX generator (a faster exporter, same weights).
 """
 from __future__ import annotations
 
@@ -67,7 +68,16 @@ def main() -> int:
                     help="once trained, resume the main model for this much more wall time (a new budget, its rate "
                          "decaying again), then distil a new lighter rung from it")
     ap.add_argument("--pack", default=str(Path(__file__).resolve().parents[1] / "models" / "data" / "character"))
+    ap.add_argument("--reexport", action="store_true",
+                    help="only re-export the packed character's ONNX generator from the fp16 weights it ships, "
+                         "with this version's exporter (no training)")
     args = ap.parse_args()
+
+    if args.reexport:
+        from training.export import reexport_packed
+
+        reexport_packed(args.pack)
+        return 0
 
     from training.dataset import SYNTHETIC_CONSENT, build_dataset
     from training.distill import distill
