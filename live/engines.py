@@ -38,7 +38,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.artifact import CPU_TIER, ArtifactError, ModelDir, check_model_path
+from models.artifact import CPU_TIER, ArtifactError, ModelDir, check_model_path, export_advice
 from models.config import ENGINE_NAMES
 from models.terminal import usable_cores
 from models.pixels import image_to_input, images_to_tensor, levels_from_unit, output_to_image, unit_from_levels_
@@ -138,7 +138,8 @@ class OrtEngine:
         self.precision = "fp32" if provider == "cpu" else "fp16"
         self.name = f"ort-{provider}"
         path = model.file(f"generator_{self.precision}.onnx")
-        model.check_onnx(path)  # the ONNX must have been exported for this model's sketch (or alignment)
+        props = model.check_onnx(path)  # the ONNX must have been exported for this model's sketch (or alignment)
+        self.advice = export_advice(model, props)  # for the log: an older export that a new one would speed up
         providers = {"cpu": ["CPUExecutionProvider"],
                      "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}), "CPUExecutionProvider"],
                      "tensorrt": [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
@@ -298,13 +299,14 @@ AUTO_ORDER = ("torch-cuda", "ort-cuda", "ort-cpu", "torch-cpu")
 
 def create_engine(model: ModelDir, choice: str = "auto", *, log: Callable[[str], None] = print, cpu_threads: int = 0) -> Engine:
     """Build (and warm up) the engine named by ``choice``, or the first of
-    ``AUTO_ORDER`` that can run here. Each skipped engine is logged with its reason."""
+    ``AUTO_ORDER`` that can run here. Each skipped engine is logged with its reason, and
+    an engine's ``advice`` (an ONNX file an earlier version exported slower) too."""
     if choice != "auto":
         if choice not in ENGINES:
             raise EngineError(f"unknown engine {choice!r}; choose one of: auto, {', '.join(ENGINES)}")
         engine = ENGINES[choice](model, cpu_threads)
         engine.warmup()
-        return engine
+        return _advised(engine, log)
     reasons = []
     for name in AUTO_ORDER:
         try:
@@ -312,9 +314,15 @@ def create_engine(model: ModelDir, choice: str = "auto", *, log: Callable[[str],
             engine.warmup()
             if reasons:
                 log(f"engine: {name} (skipped: {'; '.join(reasons)})")
-            return engine
+            return _advised(engine, log)
         except (EngineError, ArtifactError) as e:
             reasons.append(str(e))
         except Exception as e:  # noqa: BLE001 - a backend failing to start must not stop the others
             reasons.append(f"{name}: {type(e).__name__}: {e}")
     raise EngineError("no inference engine can run here:\n  " + "\n  ".join(reasons))
+
+
+def _advised(engine: Engine, log: Callable[[str], None]) -> Engine:
+    if getattr(engine, "advice", None):
+        log(engine.advice)
+    return engine

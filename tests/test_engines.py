@@ -73,3 +73,44 @@ def test_auto_picks_the_first_engine_that_runs_here_and_says_why_it_skipped_the_
         assert "skipped" in lines[0] and all(name in lines[0] for name in skipped)
     with pytest.raises(EngineError, match="unknown engine"):
         create_engine(model, "tensorflow")
+
+
+def test_an_older_export_is_advised_and_a_new_one_draws_the_same_faces(puppet_dataset, tmp_path):
+    """A "resize" model whose ONNX an earlier version wrote (nearest x2 + 3x3 conv in the
+    graph, no inference-form stamp) runs, and live says that `reenact export` would speed
+    it up; re-exported, the advice goes and the faces stay the same."""
+    import onnx
+    import torch
+
+    from models.artifact import load_generator, read_model_json, write_model_json
+    from models.config import ModelConfig, TrainConfig
+    from training.export import _onnx_export, export
+    from training.train import train
+
+    out = tmp_path / "m"
+    cfg = TrainConfig(steps=2, batch_size=2, ndf=8, val_frames=2, checkpoint_every=1000, preview_every=1000, val_every=1000)
+    train(puppet_dataset, out, model=ModelConfig(size=64, depth=6, ngf=8, upsample="resize"), cfg=cfg, progress=False, log=lambda s: None)
+    export(out, log=lambda s: None)
+    model = load_model_dir(out)
+    old = out / "generator_fp32.onnx"  # as an earlier version wrote it: the trained graph itself, the old stamps
+    props = {p.key: p.value for p in onnx.load(str(old)).metadata_props if p.key != "reenact.inference_form"}
+    _onnx_export(load_generator(model), torch.zeros(1, 3, 64, 64), old)
+    m = onnx.load(str(old))
+    assert "Resize" in {n.op_type for n in m.graph.node}
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(old))
+    meta = read_model_json(out)
+    write_model_json(out, {k: v for k, v in meta.items() if k not in ("files", "format", "version")}, sorted(meta["files"]))
+
+    lines: list[str] = []
+    before = create_engine(load_model_dir(out), "ort-cpu", log=lines.append)
+    assert any("exported by an earlier reenact" in line and f"reenact export {out}" in line for line in lines)
+    export(out, log=lambda s: None)
+    lines.clear()
+    after = create_engine(load_model_dir(out), "ort-cpu", log=lines.append)
+    assert not any("earlier reenact" in line for line in lines)
+    assert "Resize" not in {n.op_type for n in onnx.load(str(out / "generator_fp32.onnx")).graph.node}
+    for sketch in sketches(model):
+        a, b = before.infer(sketch).astype(int), after.infer(sketch).astype(int)
+        assert np.abs(a - b).max() <= 1

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.artifact import (ModelDir, check_model_path, load_generator, load_model_dir, load_swap_model, model_kind, read_model_json,
+from models.artifact import (INFERENCE_FORM, ModelDir, check_model_path, load_generator, load_model_dir, load_swap_model, model_kind, read_model_json,
                              write_model_json)
 from models.files import atomic_path
 from models.pixels import images_to_tensor, tensor_to_images
@@ -76,7 +76,7 @@ def _add_metadata(path: Path, model: ModelDir, precision: str) -> None:
     c = model.contract.to_dict()
     meta = {"reenact.precision": precision, "reenact.sketch_hash": c["sketch_hash"],
             "reenact.sketch_spec": json.dumps(c["sketch_spec"]), "reenact.framing": json.dumps(c["framing"]),
-            "reenact.generator": json.dumps(model.generator_config)}
+            "reenact.generator": json.dumps(model.generator_config), "reenact.inference_form": INFERENCE_FORM}
     del m.metadata_props[:]
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
