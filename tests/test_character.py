@@ -168,6 +168,35 @@ def test_the_built_in_character_ships_complete_small_and_synthetic():
         assert "/" not in json.dumps(json.loads((d / "model.json").read_text())["provenance"]).replace("\\/", "")
 
 
+
+def test_the_character_ships_the_fast_graph_of_its_own_weights():
+    """Its ONNX is the folded form this version exports (live gives no re-export advice),
+    and it draws what its shipped fp16 weights draw in PyTorch."""
+    import onnxruntime as ort
+    import torch
+
+    from models.artifact import check_onnx_metadata, export_advice, load_generator
+
+    model = load_model_dir(CHARACTER)
+    onnx_file = CHARACTER / "generator_fp32.onnx"
+    assert export_advice(model, check_onnx_metadata(onnx_file, model)) is None
+    x = torch.rand(1, 3, *model.input_shape[:2]) * 2 - 1
+    with torch.no_grad():
+        ref = load_generator(model)(x).numpy()
+    got = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(None, {"sketch": x.numpy()})[0]
+    assert float(abs(got - ref).max()) < 1e-3
+
+
+def test_re_exporting_a_pack_keeps_its_id_and_files(tiny_model, tmp_path):
+    from training.export import pack_for_cpu, reexport_packed
+
+    packed = pack_for_cpu(tiny_model, tmp_path / "packed", weights_fp16=True)
+    before = load_model_dir(packed)
+    after = load_model_dir(reexport_packed(packed, log=lambda s: None))
+    assert after.model_id == before.model_id and sorted(after.meta["files"]) == sorted(before.meta["files"])
+    assert not (tmp_path / "packed.tmp").exists()
+
+
 def _reenact(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "reenact", *argv], cwd=cwd, env=env, capture_output=True, text=True,
