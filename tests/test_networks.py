@@ -99,6 +99,32 @@ def test_the_inference_form_computes_the_trained_function(upsample):
     with torch.no_grad():
         assert (f(x) - g(x)).abs().max() < 1e-5
     up_modules = [m for block in f.up for m in block.modules()]
-    assert not any(isinstance(m, (nn.Upsample, nn.BatchNorm2d)) for m in up_modules)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in up_modules)
     assert sum(isinstance(m, (nn.ConvTranspose2d, NearestUpConv)) for m in up_modules) == 5
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+
+
+def test_the_resize_block_is_nearest_then_conv_in_value_gradient_and_layout():
+    """``NearestUpConv`` computes nearest x2 + 3x3 convolution as a transposed
+    convolution: the same output, the same gradients for its kernel and its input, and
+    the same state-dict keys, so checkpoints of the plain form load into it."""
+    from torch import nn
+
+    from models.unet import NearestUpConv
+
+    torch.manual_seed(5)
+    block = NearestUpConv(6, 5)
+    block[1].bias = nn.Parameter(torch.randn(5))
+    plain = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(6, 5, 3, 1, 1))
+    assert set(plain.state_dict()) == set(block.state_dict())
+    plain.load_state_dict(block.state_dict())
+    x1 = torch.randn(2, 6, 7, 9, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    target = torch.randn(2, 5, 14, 18)
+    y1, y2 = block(x1), plain(x2)
+    assert torch.allclose(y1, y2, atol=1e-5)
+    ((y1 - target) ** 2).sum().backward()
+    ((y2 - target) ** 2).sum().backward()
+    assert torch.allclose(block[1].weight.grad, plain[1].weight.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(block[1].bias.grad, plain[1].bias.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-4)
