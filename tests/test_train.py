@@ -384,3 +384,36 @@ def test_a_warm_start_from_another_architecture_is_refused_by_name(puppet_datase
     with pytest.raises(TrainError, match="same --preset"):
         train(puppet_dataset, tmp_path / "m", model=ModelConfig(size=64, depth=6, ngf=16), cfg=cfg, progress=False,
               log=lambda s: None, init_from=tiny_model)
+
+
+def test_the_generator_update_takes_no_gradient_for_the_discriminator_and_steps_as_before(monkeypatch):
+    """Freezing D for the generator's backward is only a saving: one training step
+    moves both networks exactly as a step that computes (and then discards) D's
+    gradient from the generator's loss, as under DistributedDataParallel; and D is
+    trainable again afterwards."""
+    import copy
+
+    from torch import nn
+
+    from models.patchgan import MultiScaleDiscriminator
+    from models.unet import UNetGenerator
+
+    torch.manual_seed(0)
+    G, D = UNetGenerator(ModelConfig(ngf=4, depth=5, upsample="resize")), MultiScaleDiscriminator(6, 8, 3, 1)
+    sketch, real = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    weight = torch.ones(2, 1, 32, 32)
+    after = {}
+    for d_open in (False, True):
+        g, d = copy.deepcopy(G), copy.deepcopy(D)
+        opt_g, opt_d = torch.optim.Adam(g.parameters(), lr=1e-3), torch.optim.Adam(d.parameters(), lr=1e-3)
+        autocast, scaler = train_mod._autocast(torch.device("cpu"), "off")
+        with monkeypatch.context() as m:
+            if d_open:  # D counted as wrapped by DDP: its weights get the generator loss's gradient too
+                m.setattr(nn.parallel, "DistributedDataParallel", type(d))
+            torch.manual_seed(1)  # the same dropout masks
+            train_mod.train_step(g, d, opt_g, opt_d, scaler, autocast, TrainConfig(), sketch, real, weight)
+        assert all(p.requires_grad for p in d.parameters())
+        after[d_open] = [p.detach().clone() for p in (*g.parameters(), *d.parameters())]
+    assert len(after[False]) == len(after[True])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after[False], after[True]))
+    assert not all(torch.equal(a, b) for a, b in zip(after[False], [p.detach() for p in (*G.parameters(), *D.parameters())]))
