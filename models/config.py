@@ -102,6 +102,7 @@ class TrainConfig:
     lambda_gan: float = _f(1.0, lo=0.0, hi=1e3)
     lambda_l1: float = _f(100.0, lo=0.0, hi=1e4)
     lambda_fm: float = _f(10.0, lo=0.0, hi=1e3, doc="discriminator feature matching")
+    gan_start: float = _f(0.0, lo=0.0, hi=0.95, doc="share of a fresh run (its steps, or its --minutes) on L1 alone before the discriminator joins; those steps cost about a third")
     teacher_l1: float = _f(100.0, lo=0.0, hi=1e4, doc="with --teacher: L1 weight toward the teacher's renderings")
     mouth_weight: float = _f(4.0, lo=1.0, hi=100.0, doc="extra L1 weight on the lips")
     eye_weight: float = _f(2.0, lo=1.0, hi=100.0, doc="extra L1 weight on the eyes")
@@ -232,8 +233,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "light": {"size": 256, "ngf": 8, "depth": 8, "upsample": "icnr"},
 }
 # What a preset changes in [train]: a small generator trains against a discriminator sized
-# for it (ndf 64 makes a CPU step ~2.5x slower and did not measure better at 1500 steps).
-PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32}, "light": {"ndf": 32}}
+# for it (ndf 64 makes a CPU step ~2.5x slower and did not measure better at 1500 steps),
+# and the cpu preset spends the first half of its run on L1 alone, at a third of a step's
+# cost (a 20-minute run: 26.84 against 26.63 dB, docs/BENCHMARKS.md, "gan_start").
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32, "gan_start": 0.5}, "light": {"ndf": 32}}
 
 
 @dataclass(frozen=True)

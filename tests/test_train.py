@@ -300,11 +300,14 @@ def test_without_a_gpu_train_picks_the_cpu_preset_says_so_and_predicts_its_wall_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "m"
     code = main(["train", str(puppet_dataset), "--out", str(out), "--quiet", "--set", "model.size=64", "--set", "model.depth=6",
-                 "--set", "train.steps=16", "--set", "train.batch_size=2", "--set", "train.val_frames=2"])
+                 "--set", "train.steps=40", "--set", "train.batch_size=2", "--set", "train.val_frames=2"])
     said = capsys.readouterr().out
     assert code == 0
     assert "training the cpu preset (no CUDA GPU" in said and "--preset full forces" in said
-    assert "it/s on this machine: the remaining 3 steps take about" in said
+    # The preset's first half is on L1 alone (train.gan_start): each phase is timed on its own steps.
+    assert "it/s on this machine: the remaining 7 steps on L1 alone take about" in said
+    assert "step 20: the discriminator joins" in said
+    assert "it/s on this machine: the remaining 7 steps take about" in said
     generator = load_model_dir(out).meta["generator"]
     assert generator["ngf"] == PRESETS["cpu"]["ngf"] and generator["upsample"] == PRESETS["cpu"]["upsample"]
     assert load_checkpoint(out / "checkpoint.pt")["train"]["ndf"] == PRESET_TRAINING["cpu"]["ndf"]
@@ -417,3 +420,40 @@ def test_the_generator_update_takes_no_gradient_for_the_discriminator_and_steps_
     assert len(after[False]) == len(after[True])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after[False], after[True]))
     assert not all(torch.equal(a, b) for a, b in zip(after[False], [p.detach() for p in (*G.parameters(), *D.parameters())]))
+
+
+def test_gan_start_trains_on_l1_alone_for_its_share_of_the_run_then_with_the_discriminator():
+    """``train.gan_start``: the share of a fresh run's steps, or of its time budget, before
+    the discriminator joins; a resumed budgeted run does not start over on L1."""
+    from training.train import TimeBudget, gan_phase
+
+    cfg = TrainConfig(steps=100, gan_start=0.4)
+    assert [gan_phase(cfg, s, None, fresh=True) for s in (0, 39, 40, 99)] == [False, False, True, True]
+    assert gan_phase(cfg, 39, None, fresh=False) is False  # steps: resuming keeps the same schedule
+    assert gan_phase(TrainConfig(steps=100), 0, None, fresh=True) is True  # 0 = from the start
+    now = [0.0]
+    budget = TimeBudget(1.0, 0, clock=lambda: now[0])
+    assert gan_phase(cfg, 0, budget, fresh=True) is False
+    now[0] = 0.41 * 60
+    assert gan_phase(cfg, 5, budget, fresh=True) is True
+    now[0] = 0.0
+    assert gan_phase(cfg, 500, TimeBudget(1.0, 500, clock=lambda: now[0]), fresh=False) is True
+
+
+def test_an_l1_step_moves_the_generator_and_leaves_the_discriminator_alone():
+    from models.patchgan import MultiScaleDiscriminator
+    from models.unet import UNetGenerator
+
+    torch.manual_seed(0)
+    G, D = UNetGenerator(ModelConfig(ngf=4, depth=5, upsample="resize")), MultiScaleDiscriminator(6, 8, 3, 1)
+    g0, d0 = [p.detach().clone() for p in G.parameters()], [p.detach().clone() for p in D.parameters()]
+    d_stats = [b.detach().clone() for b in D.buffers()]
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-3), torch.optim.Adam(D.parameters(), lr=1e-3)
+    autocast, scaler = train_mod._autocast(torch.device("cpu"), "off")
+    sketch, real = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    losses = train_mod.train_step(G, D, opt_g, opt_d, scaler, autocast, TrainConfig(), sketch, real, torch.ones(2, 1, 32, 32), gan=False)
+    assert set(losses) == {"g_l1"} and losses["g_l1"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(d_stats, D.buffers()))  # not even its BatchNorm statistics
+    assert all(p.grad is None for p in D.parameters())

@@ -40,7 +40,7 @@ from models.swapnet import SwapAutoencoder, SwapDiscriminator, SwapGenerator
 from models.unet import count_parameters
 from training.data import split_samples
 from training.dataset import load_manifest
-from training.train import ETA_STEPS, ETA_WARMUP, TimeBudget, TrainError, _on_schedule, _StopRequest, expected_time, save_checkpoint
+from training.train import PhaseTimer, TimeBudget, TrainError, _on_schedule, _StopRequest, expected_time, save_checkpoint
 
 KIND = "swap"  # model.json's "kind" for a replacement model
 
@@ -347,14 +347,14 @@ def train_swap(target_dir: str | Path, user_dir: str | Path, out_dir: str | Path
     bar = tqdm(total=cfg.steps, initial=run.step, desc="train --swap", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         # -- the loop: one update of the shared encoder and both decoders per step
+        eta = PhaseTimer(start_step)
         while run.step < cfg.steps:
             for group in run.opt.param_groups:
                 group["lr"] = swap.lr * (budget.lr_scale() if budget is not None else 1.0)
             losses = run.one_step()
-            if run.step == start_step + ETA_WARMUP:
-                t_eta = time.monotonic()
-            elif run.step == start_step + ETA_WARMUP + ETA_STEPS and budget is None:
-                bar.write(expected_time(ETA_STEPS / max(time.monotonic() - t_eta, 1e-9), cfg.steps - run.step))
+            rate = eta.rate_after(run.step)
+            if rate is not None and budget is None:
+                bar.write(expected_time(rate, cfg.steps - run.step))
             if budget is not None:
                 bar.total = min(cfg.steps, budget.expected_steps(run.step))
             bar.update(1)

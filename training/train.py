@@ -190,11 +190,15 @@ def model_spec(manifest: dict, model: ModelConfig, depth: int) -> SketchSpec:
 
 def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: TrainConfig,
                sketch: torch.Tensor, real: torch.Tensor, weight: torch.Tensor,
-               taught: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, taught_weight: float = 0.0) -> dict[str, float]:
+               taught: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, taught_weight: float = 0.0,
+               *, gan: bool = True) -> dict[str, float]:
     """One discriminator and one generator update. ``taught`` = (sketch, photo, weight)
     of extra pairs (distilling: the teacher's renderings): the generator also matches
     them, L1 only, with ``taught_weight``; the discriminator keeps judging against real
-    photos, never the extra ones."""
+    photos, never the extra ones. ``gan=False`` (``train.gan_start``): the generator's
+    L1 terms only, and no discriminator at all."""
+    if not gan:
+        return _l1_step(G, opt_g, scaler, autocast, cfg, sketch, real, weight, taught, taught_weight)
     # Discriminator: real pairs up, generated pairs down. One forward over both halves
     # keeps DistributedDataParallel to one forward per backward.
     with autocast():
@@ -232,6 +236,28 @@ def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, scaler, autocast, cfg: 
     scaler.step(opt_g)
     scaler.update()
     losses = {"d": loss_d.item(), "g_gan": loss_gan.item(), "g_fm": loss_fm.item(), "g_l1": loss_l1.item()}
+    if taught is not None:
+        losses["g_teacher"] = loss_t.item()
+    return losses
+
+
+def _l1_step(G, opt_g, scaler, autocast, cfg: TrainConfig, sketch, real, weight, taught, taught_weight) -> dict[str, float]:
+    """A generator update on its L1 terms alone: what the start of a run with
+    ``train.gan_start`` does. Why: early on the generator is far from any face and the
+    discriminator has nothing fine to judge, yet it costs two thirds of a step; the
+    wall time it would take buys three times the L1 steps instead."""
+    with autocast():
+        fake = G(sketch)
+        loss_l1 = weighted_l1(fake, real, weight)
+        loss_g = cfg.lambda_l1 * loss_l1
+        if taught is not None:
+            loss_t = weighted_l1(G(taught[0]), taught[1], taught[2])
+            loss_g = loss_g + taught_weight * loss_t
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    losses = {"g_l1": loss_l1.item()}
     if taught is not None:
         losses["g_teacher"] = loss_t.item()
     return losses
@@ -322,11 +348,11 @@ class Run:
             tensors = tuple(t.contiguous(memory_format=torch.channels_last) if t.shape[1] == 3 else t for t in tensors)
         return tensors
 
-    def one_step(self) -> dict[str, float]:
+    def one_step(self, *, gan: bool = True) -> dict[str, float]:
         sketch, real, weight = self.batch(self.trainset)
         taught = None if self.extra is None else self.batch(self.extra.pairs)
         losses = train_step(self.G, self.D, self.opt_g, self.opt_d, self.scaler, self.autocast, self.cfg, sketch, real, weight,
-                            taught, self.extra.weight if self.extra else 0.0)
+                            taught, self.extra.weight if self.extra else 0.0, gan=gan)
         self.step += 1
         return losses
 
@@ -416,16 +442,28 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         log(f"training for {minutes:g} min of wall time (at most {cfg.steps} steps); the learning rate decays over the second half")
     bar = tqdm(total=cfg.steps, initial=run.step, desc="train", unit="step", disable=not (progress and run.main), dynamic_ncols=True)
     try:
-        # -- the loop: one discriminator and one generator update per step; the rest on fixed step counts
+        # -- the loop: one discriminator and one generator update per step (the generator alone before
+        #    train.gan_start); the rest on fixed step counts
         _set_lr(run, cfg.lr)  # a checkpoint of a budgeted run holds a decayed rate
+        with_gan = gan_phase(cfg, run.step, budget, fresh=start_step == 0)
+        eta = PhaseTimer(start_step)
         while run.step < cfg.steps:
             if budget is not None:
                 _set_lr(run, cfg.lr * budget.lr_scale())
-            losses = run.one_step()
-            if run.step == start_step + ETA_WARMUP:
-                t_eta = time.monotonic()  # the first steps are slower (allocation, caches): time from here
-            elif run.step == start_step + ETA_WARMUP + ETA_STEPS and run.main and budget is None:
-                bar.write(expected_time(ETA_STEPS / max(time.monotonic() - t_eta, 1e-9), cfg.steps - run.step))
+            gan = gan_phase(cfg, run.step, budget, fresh=start_step == 0)
+            if gan and not with_gan:
+                eta = PhaseTimer(run.step)  # a step with the discriminator costs about 3x: time them afresh
+                if run.main:
+                    bar.write(f"step {run.step}: the discriminator joins (train.gan_start = {cfg.gan_start:g}; L1 alone until now)")
+            with_gan = gan
+            losses = run.one_step(gan=gan)
+            rate = eta.rate_after(run.step)
+            if rate is not None and run.main and budget is None:
+                if gan:
+                    bar.write(expected_time(rate, cfg.steps - run.step))
+                else:
+                    bar.write(expected_time(rate, math.ceil(cfg.gan_start * cfg.steps) - run.step, what="steps on L1 alone")
+                              + "; the steps with the discriminator are timed once it joins")
             if budget is not None:
                 bar.total = min(cfg.steps, budget.expected_steps(run.step))
             bar.update(1)
@@ -453,6 +491,17 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
 
 
+def gan_phase(cfg: TrainConfig, step: int, budget: TimeBudget | None, *, fresh: bool) -> bool:
+    """Whether this step trains with the discriminator: once ``cfg.gan_start`` of the run
+    has passed (of its steps, or of its time budget). A budgeted run that resumes gets a
+    new budget but no second L1-only phase: its generator is past that."""
+    if cfg.gan_start <= 0:
+        return True
+    if budget is None:
+        return step >= cfg.gan_start * cfg.steps
+    return not fresh or budget.fraction() >= cfg.gan_start
+
+
 def _set_lr(run: Run, lr: float) -> None:
     for opt in (run.opt_g, run.opt_d):
         for group in opt.param_groups:
@@ -462,12 +511,29 @@ def _set_lr(run: Run, lr: float) -> None:
 ETA_WARMUP, ETA_STEPS = 3, 10  # the expected wall time is measured on steps 4 to 13 of a run
 
 
-def expected_time(rate: float, steps_left: int) -> str:
+class PhaseTimer:
+    """The speed of a run's steps from ``start`` on, measured over steps ETA_WARMUP + 1 to
+    ETA_WARMUP + ETA_STEPS after it (the first are slower: allocation, caches)."""
+
+    def __init__(self, start: int) -> None:
+        self.start, self.t0 = start, None
+
+    def rate_after(self, step: int) -> float | None:
+        """Steps per second, once, after the step that ends the window; else None."""
+        if step == self.start + ETA_WARMUP:
+            self.t0 = time.monotonic()
+        elif step == self.start + ETA_WARMUP + ETA_STEPS and self.t0 is not None:
+            return ETA_STEPS / max(time.monotonic() - self.t0, 1e-9)
+        return None
+
+
+def expected_time(rate: float, steps_left: int, *, what: str = "steps") -> str:
     """One line: the measured speed and how long the remaining steps take at it."""
     left = steps_left / max(rate, 1e-9)
     h, m = divmod(int(round(left / 60)), 60)
     ends = time.strftime("%H:%M", time.localtime(time.time() + left))
-    return f"{rate:.2f} it/s on this machine: the remaining {steps_left} steps take about {f'{h} h ' if h else ''}{m} min (until about {ends})"
+    return (f"{rate:.2f} it/s on this machine: the remaining {steps_left} {what} take about {f'{h} h ' if h else ''}{m} min "
+            f"(until about {ends})")
 
 
 def _on_schedule(run, losses: dict, bar) -> None:
