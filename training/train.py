@@ -445,25 +445,12 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
         # -- the loop: one discriminator and one generator update per step (the generator alone before
         #    train.gan_start); the rest on fixed step counts
         _set_lr(run, cfg.lr)  # a checkpoint of a budgeted run holds a decayed rate
-        with_gan = gan_phase(cfg, run.step, budget, fresh=start_step == 0)
-        eta = PhaseTimer(start_step)
+        phases = Phases(run, budget, start_step, bar)
         while run.step < cfg.steps:
             if budget is not None:
                 _set_lr(run, cfg.lr * budget.lr_scale())
-            gan = gan_phase(cfg, run.step, budget, fresh=start_step == 0)
-            if gan and not with_gan:
-                eta = PhaseTimer(run.step)  # a step with the discriminator costs about 3x: time them afresh
-                if run.main:
-                    bar.write(f"step {run.step}: the discriminator joins (train.gan_start = {cfg.gan_start:g}; L1 alone until now)")
-            with_gan = gan
-            losses = run.one_step(gan=gan)
-            rate = eta.rate_after(run.step)
-            if rate is not None and run.main and budget is None:
-                if gan:
-                    bar.write(expected_time(rate, cfg.steps - run.step))
-                else:
-                    bar.write(expected_time(rate, math.ceil(cfg.gan_start * cfg.steps) - run.step, what="steps on L1 alone")
-                              + "; the steps with the discriminator are timed once it joins")
+            losses = run.one_step(gan=phases.gan_now())
+            phases.after_step()
             if budget is not None:
                 bar.total = min(cfg.steps, budget.expected_steps(run.step))
             bar.update(1)
@@ -509,6 +496,39 @@ def _set_lr(run: Run, lr: float) -> None:
 
 
 ETA_WARMUP, ETA_STEPS = 3, 10  # the expected wall time is measured on steps 4 to 13 of a run
+
+
+class Phases:
+    """A run's two phases, L1 alone and then with the discriminator (``gan_phase``): which
+    one each step is in, a line when the discriminator joins, and the expected wall time,
+    timed on each phase's own steps (a step with the discriminator costs about 3x)."""
+
+    def __init__(self, run: Run, budget: TimeBudget | None, start_step: int, bar) -> None:
+        self.run, self.budget, self.fresh, self.bar = run, budget, start_step == 0, bar
+        self.gan = gan_phase(run.cfg, run.step, budget, fresh=self.fresh)
+        self.timer = PhaseTimer(start_step)
+
+    def gan_now(self) -> bool:
+        """Whether the coming step trains with the discriminator."""
+        gan = gan_phase(self.run.cfg, self.run.step, self.budget, fresh=self.fresh)
+        if gan and not self.gan:
+            self.timer = PhaseTimer(self.run.step)
+            if self.run.main:
+                self.bar.write(f"step {self.run.step}: the discriminator joins (train.gan_start = {self.run.cfg.gan_start:g}; "
+                               "L1 alone until now)")
+        self.gan = gan
+        return gan
+
+    def after_step(self) -> None:
+        rate = self.timer.rate_after(self.run.step)
+        if rate is None or not self.run.main or self.budget is not None:
+            return
+        cfg, step = self.run.cfg, self.run.step
+        if self.gan:
+            self.bar.write(expected_time(rate, cfg.steps - step))
+        else:
+            self.bar.write(expected_time(rate, math.ceil(cfg.gan_start * cfg.steps) - step, what="steps on L1 alone")
+                           + "; the steps with the discriminator are timed once it joins")
 
 
 class PhaseTimer:
