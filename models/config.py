@@ -234,9 +234,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # What a preset changes in [train]: a small generator trains against a discriminator sized
 # for it (ndf 64 makes a CPU step ~2.5x slower and did not measure better at 1500 steps),
-# and the cpu preset spends the first half of its run on L1 alone, at a third of a step's
-# cost (a 20-minute run: 26.84 against 26.63 dB, docs/BENCHMARKS.md, "gan_start").
-PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32, "gan_start": 0.5}, "light": {"ndf": 32}}
+# and the cpu preset spends the first three quarters of its run on L1 alone, at a third of
+# a step's cost (20-minute runs: 27.33 dB at 0.75, 26.84 at 0.5, 26.63 with the
+# discriminator throughout; docs/BENCHMARKS.md, "L1 alone for the first half").
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32, "gan_start": 0.75}, "light": {"ndf": 32}}
 
 
 @dataclass(frozen=True)
