@@ -143,7 +143,7 @@ class UNetGenerator(nn.Module):
         return x
 
 
-def for_inference(g: UNetGenerator) -> UNetGenerator:
+def for_inference(g: UNetGenerator, *, stored_4x4: bool = False) -> UNetGenerator:
     """An eval-only copy of ``g`` that computes the same function with less work; what
     ``export`` turns into ONNX. ``g`` itself is left as it is.
 
@@ -151,14 +151,17 @@ def for_inference(g: UNetGenerator) -> UNetGenerator:
     shift of its weights, which ONNX Runtime does not fold by itself after a transposed
     convolution (every up-block is one in the graph: ``NearestUpConv``). The copy's
     up-blocks carry their BatchNorm in their weights and bias; the down-blocks are
-    unchanged (ONNX Runtime folds a BatchNorm after an ordinary convolution)."""
+    unchanged (ONNX Runtime folds a BatchNorm after an ordinary convolution).
+    ``stored_4x4``: resize up-blocks become plain transposed convolutions holding their
+    4x4 weights (a bigger file, nothing to derive at load: the fp16 export, whose MatMuls
+    ONNX Runtime's CPU cannot fold)."""
     out = copy.deepcopy(g).eval()
     with torch.no_grad():
         for block in out.up:
             conv = block[1][1] if g.cfg.upsample == "resize" else block[1]
             weight = conv.weight.clone()  # resize: (cout, cin, 3, 3); transposed: (cin, cout, 4, 4)
             out_axis = 0 if g.cfg.upsample == "resize" else 1
-            bias = conv.bias.clone() if conv.bias is not None else torch.zeros(weight.shape[out_axis])
+            bias = conv.bias.clone() if conv.bias is not None else weight.new_zeros(weight.shape[out_axis])
             if isinstance(block[2], nn.BatchNorm2d):
                 bn = block[2]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -167,6 +170,12 @@ def for_inference(g: UNetGenerator) -> UNetGenerator:
                 block[2] = nn.Identity()
             conv.weight = nn.Parameter(weight.contiguous())
             conv.bias = nn.Parameter(bias)
+            if stored_4x4 and g.cfg.upsample == "resize":
+                plain = nn.ConvTranspose2d(weight.shape[1], weight.shape[0], 4, 2, 1)
+                a = _NN_TO_TRANSPOSED.to(weight)
+                plain.weight = nn.Parameter((a @ weight @ a.T).transpose(0, 1).contiguous())
+                plain.bias = nn.Parameter(bias)
+                block[1] = plain
     return out.eval()
 
 

@@ -114,6 +114,7 @@ def test_an_older_export_is_advised_and_a_new_one_draws_the_same_faces(puppet_da
     after = create_engine(load_model_dir(out), "ort-cpu", log=lines.append)
     assert not any("earlier reenact" in line for line in lines)
     assert "Resize" not in {n.op_type for n in onnx.load(str(out / "generator_fp32.onnx")).graph.node}
+    assert "MatMul" not in {n.op_type for n in onnx.load(str(out / "generator_fp16.onnx")).graph.node}  # its weights stored, not rebuilt
     for sketch in sketches(model):
         a, b = before.infer(sketch).astype(int), after.infer(sketch).astype(int)
         assert np.abs(a - b).max() <= 1

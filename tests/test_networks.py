@@ -78,8 +78,9 @@ def test_icnr_starts_as_resize_convolution_at_four_ninths_of_the_cost():
     assert g(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
 
+@pytest.mark.parametrize("stored_4x4", [False, True])
 @pytest.mark.parametrize("upsample", ["resize", "icnr", "transpose"])
-def test_the_inference_form_computes_the_trained_function(upsample):
+def test_the_inference_form_computes_the_trained_function(upsample, stored_4x4):
     """``for_inference`` (what export turns into ONNX) gives the trained generator's output
     to float precision, with up-blocks that are transposed convolutions carrying their
     BatchNorm, whatever the up-sampling it was trained with; the trained one is untouched."""
@@ -94,13 +95,14 @@ def test_the_inference_form_computes_the_trained_function(upsample):
             m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.3, 3), m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.5, 0.5)
     g.eval()
     before = {k: v.clone() for k, v in g.state_dict().items()}
-    f = for_inference(g)
+    f = for_inference(g, stored_4x4=stored_4x4)
     x = torch.randn(3, 3, 64, 96) * 2
     with torch.no_grad():
         assert (f(x) - g(x)).abs().max() < 1e-5
     up_modules = [m for block in f.up for m in block.modules()]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in up_modules)
     assert sum(isinstance(m, (nn.ConvTranspose2d, NearestUpConv)) for m in up_modules) == 5
+    assert not (stored_4x4 and any(isinstance(m, NearestUpConv) for m in up_modules))
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
 
 

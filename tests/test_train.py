@@ -423,21 +423,33 @@ def test_the_generator_update_takes_no_gradient_for_the_discriminator_and_steps_
 
 
 def test_gan_start_trains_on_l1_alone_for_its_share_of_the_run_then_with_the_discriminator():
-    """``train.gan_start``: the share of a fresh run's steps, or of its time budget, before
-    the discriminator joins; a resumed budgeted run does not start over on L1."""
+    """``train.gan_start``: the share of the run's steps, or of its time budget (whichever
+    ends first), before the discriminator joins; once it has, never back to L1 alone."""
     from training.train import TimeBudget, gan_phase
 
     cfg = TrainConfig(steps=100, gan_start=0.4)
-    assert [gan_phase(cfg, s, None, fresh=True) for s in (0, 39, 40, 99)] == [False, False, True, True]
-    assert gan_phase(cfg, 39, None, fresh=False) is False  # steps: resuming keeps the same schedule
-    assert gan_phase(TrainConfig(steps=100), 0, None, fresh=True) is True  # 0 = from the start
+    assert [gan_phase(cfg, s, None, joined=False) for s in (0, 39, 40, 99)] == [False, False, True, True]
+    assert gan_phase(TrainConfig(steps=100), 0, None, joined=False) is True  # 0 = from the start
+    # a finished run resumed with more steps: 10000 is below 0.75 of 20000, but D has trained
+    more = TrainConfig(steps=20000, gan_start=0.75)
+    assert gan_phase(more, 10000, None, joined=True) is True and gan_phase(more, 10000, None, joined=False) is False
     now = [0.0]
     budget = TimeBudget(1.0, 0, clock=lambda: now[0])
-    assert gan_phase(cfg, 0, budget, fresh=True) is False
+    assert gan_phase(cfg, 0, budget, joined=False) is False
     now[0] = 0.41 * 60
-    assert gan_phase(cfg, 5, budget, fresh=True) is True
-    now[0] = 0.0
-    assert gan_phase(cfg, 500, TimeBudget(1.0, 500, clock=lambda: now[0]), fresh=False) is True
+    assert gan_phase(cfg, 5, budget, joined=False) is True  # by time
+    now[0] = 0.1 * 60
+    assert gan_phase(cfg, 40, budget, joined=False) is True  # by the step cap, before its time
+
+
+def test_a_resumed_run_whose_discriminator_joined_keeps_it(puppet_dataset, tmp_path):
+    out = tmp_path / "m"
+    run(puppet_dataset, out, tiny(steps=6, gan_start=0.5))
+    summary = run(puppet_dataset, out, tiny(steps=20, gan_start=0.5), resume=True)  # step 6 is below 0.5 x 20
+    with_d = {h["step"]: "d" in h for h in summary["history"] if "val" not in h}
+    assert [with_d[s] for s in range(1, 7)] == [False] * 3 + [True] * 3
+    assert all(with_d[s] for s in range(7, 21))
+    assert load_checkpoint(out / "checkpoint.pt")["gan_joined"] is True
 
 
 def test_an_l1_step_moves_the_generator_and_leaves_the_discriminator_alone():

@@ -119,7 +119,7 @@ def main() -> int:
     if args.light_minutes > 0 and not (light / "generator_fp32.onnx").is_file():
         print(f"[4/5] distilling the lighter rung for {args.light_minutes:.0f} min")
         if distill(work / "dataset", light, teacher=model_dir, drivers=[], model=ModelConfig(**PRESETS["light"]),
-                   cfg=dataclasses.replace(train_cfg, **PRESET_TRAINING["light"]), resume=(light / "checkpoint.pt").is_file(),
+                   cfg=dataclasses.replace(cfg.train, steps=10**6, **PRESET_TRAINING["light"]), resume=(light / "checkpoint.pt").is_file(),
                    minutes=args.light_minutes).get("stopped"):
             return _interrupted()
         export(light)

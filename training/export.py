@@ -137,7 +137,10 @@ def _unlist_exports(model) -> tuple[dict, list[str]]:
 def _export_one(g: torch.nn.Module, model: ModelDir, x: np.ndarray, ref: np.ndarray, precision: str, log) -> dict:
     """Export, check and (only if it passes) move one ONNX file into place."""
     name = f"generator_{precision}.onnx"
-    net = for_inference(g)  # the same function with fewer operations; parity below checks it against g itself
+    # The same function with fewer operations; parity below checks it against g itself. fp32
+    # keeps the 3x3 kernels (ONNX Runtime folds them at load); ONNX Runtime's CPU cannot
+    # fold an fp16 MatMul, so the fp16 file stores the 4x4 weights themselves.
+    net = for_inference(g, stored_4x4=precision == "fp16")
     if precision == "fp16":
         net = net.half()
     example = torch.from_numpy(x[:1]).to(torch.float16 if precision == "fp16" else torch.float32)

@@ -333,6 +333,7 @@ class Run:
     detector: object = None
     init_from: dict | None = None  # the model a warm start began from (provenance)
     detector_factory: Callable | None = None
+    gan_joined: bool = False  # the discriminator has trained (train.gan_start): never back to L1 alone
 
     @property
     def main(self) -> bool:
@@ -376,7 +377,7 @@ class Run:
             "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "generator": architecture(self.arch), "size": self.contract.sketch.height, "train": asdict(self.cfg),
             "contract": self.contract.to_dict(), "dataset_key": self.manifest["build_key"], "history": self.history,
-            "teacher": self.extra.provenance if self.extra else None, "init_from": self.init_from,
+            "teacher": self.extra.provenance if self.extra else None, "init_from": self.init_from, "gan_joined": self.gan_joined,
         }
         save_checkpoint(self.checkpoint, state)
         write_model(self, final=final)
@@ -478,15 +479,14 @@ def train(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfig, c
     return {"step": run.step, "stopped": False, "it_per_s": rate, "history": run.history}
 
 
-def gan_phase(cfg: TrainConfig, step: int, budget: TimeBudget | None, *, fresh: bool) -> bool:
-    """Whether this step trains with the discriminator: once ``cfg.gan_start`` of the run
-    has passed (of its steps, or of its time budget). A budgeted run that resumes gets a
-    new budget but no second L1-only phase: its generator is past that."""
-    if cfg.gan_start <= 0:
+def gan_phase(cfg: TrainConfig, step: int, budget: TimeBudget | None, *, joined: bool) -> bool:
+    """Whether this step trains with the discriminator: once it has (``joined``, from the
+    checkpoint too: never back to L1 alone), and from when ``cfg.gan_start`` of the run has
+    passed, of its steps, or of its time budget (a resumed budgeted run gets a new one),
+    whichever comes first, so a step cap cannot keep the discriminator out."""
+    if cfg.gan_start <= 0 or joined or step >= cfg.gan_start * cfg.steps:
         return True
-    if budget is None:
-        return step >= cfg.gan_start * cfg.steps
-    return not fresh or budget.fraction() >= cfg.gan_start
+    return budget is not None and budget.fraction() >= cfg.gan_start
 
 
 def _set_lr(run: Run, lr: float) -> None:
@@ -504,13 +504,18 @@ class Phases:
     timed on each phase's own steps (a step with the discriminator costs about 3x)."""
 
     def __init__(self, run: Run, budget: TimeBudget | None, start_step: int, bar) -> None:
-        self.run, self.budget, self.fresh, self.bar = run, budget, start_step == 0, bar
-        self.gan = gan_phase(run.cfg, run.step, budget, fresh=self.fresh)
+        self.run, self.budget, self.bar = run, budget, bar
+        self.gan = gan_phase(run.cfg, run.step, budget, joined=run.gan_joined)
         self.timer = PhaseTimer(start_step)
 
     def gan_now(self) -> bool:
-        """Whether the coming step trains with the discriminator."""
-        gan = gan_phase(self.run.cfg, self.run.step, self.budget, fresh=self.fresh)
+        """Whether the coming step trains with the discriminator. Every rank of a
+        distributed run switches at the same step (each reads its own clock)."""
+        run = self.run
+        gan = gan_phase(run.cfg, run.step, self.budget, joined=run.gan_joined)
+        if self.budget is not None and not run.gan_joined:
+            gan = _stop_everywhere(gan, run.world, run.device)
+        run.gan_joined = run.gan_joined or gan
         if gan and not self.gan:
             self.timer = PhaseTimer(self.run.step)
             if self.run.main:
@@ -708,6 +713,8 @@ def _restore(run: Run, ckpt: dict) -> None:
         raise TrainError(f"{run.checkpoint} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                          "was it made with other settings (e.g. train.ndf)?") from None
     run.step, run.history, run.init_from = int(ckpt["step"]), list(ckpt.get("history", [])), ckpt.get("init_from")
+    # Checkpoints from before train.gan_start trained the discriminator from their first step.
+    run.gan_joined = bool(ckpt.get("gan_joined", run.step > 0))
     if run.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(ckpt["rng_cuda"])
 
