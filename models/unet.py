@@ -57,6 +57,14 @@ def _width(ngf: int, level: int) -> int:
 _NN_TO_TRANSPOSED = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=torch.float32)
 
 
+def transposed_weights(kernel: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+    """(cout, cin, 3, 3) kernel of nearest x2 + 3x3 conv -> (cin, cout, 4, 4) weights of the
+    stride-2 transposed convolution it equals (``a``: ``_NN_TO_TRANSPOSED`` on the kernel's
+    device and dtype). MatMuls, so it also traces cleanly into ONNX."""
+    a = _NN_TO_TRANSPOSED.to(kernel) if a is None else a
+    return (a @ kernel @ a.T).transpose(0, 1)
+
+
 class NearestUpConv(nn.Sequential):
     """The "resize" up-block: nearest-neighbour x2, then a 3x3 convolution (no
     checkerboard), computed as the 4x4 stride-2 transposed convolution it equals.
@@ -75,8 +83,7 @@ class NearestUpConv(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self[1]
-        a = self.nn_to_transposed.to(conv.weight.dtype)  # (4, 3)
-        weight = (a @ conv.weight @ a.T).transpose(0, 1)  # A K A^T per channel pair: (cin, cout, 4, 4); MatMuls trace cleanly
+        weight = transposed_weights(conv.weight, self.nn_to_transposed.to(conv.weight.dtype))  # (cin, cout, 4, 4)
         return nn.functional.conv_transpose2d(x, weight, conv.bias, stride=2, padding=1)
 
 
@@ -90,7 +97,7 @@ def _up(cin: int, cout: int, mode: str) -> nn.Module:
     if mode == "icnr":
         up = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
         k = nn.Conv2d(cin, cout, 3, 1, 1, bias=False).weight.data  # (cout, cin, 3, 3), the resize path's own init
-        up.weight.data = torch.einsum("ua,ocab,vb->couv", _NN_TO_TRANSPOSED, k, _NN_TO_TRANSPOSED).contiguous()
+        up.weight.data = transposed_weights(k).contiguous()
         return up
     return NearestUpConv(cin, cout)
 
@@ -172,8 +179,7 @@ def for_inference(g: UNetGenerator, *, stored_4x4: bool = False) -> UNetGenerato
             conv.bias = nn.Parameter(bias)
             if stored_4x4 and g.cfg.upsample == "resize":
                 plain = nn.ConvTranspose2d(weight.shape[1], weight.shape[0], 4, 2, 1)
-                a = _NN_TO_TRANSPOSED.to(weight)
-                plain.weight = nn.Parameter((a @ weight @ a.T).transpose(0, 1).contiguous())
+                plain.weight = nn.Parameter(transposed_weights(weight).contiguous())
                 plain.bias = nn.Parameter(bias)
                 block[1] = plain
     return out.eval()
