@@ -75,3 +75,36 @@ def test_two_runs_of_the_command_agree(tiny_model, tmp_path):
     a, b = (dict(r["drivers"]["driver"], grid="") for r in reports)
     assert a == b and "self" in reports[0]
     assert (tmp_path / "eval0_worst" / "driver.png").is_file()
+
+
+def test_the_transfer_split_blames_the_step_that_crosses_the_eyes():
+    """tools/transfer_split.py: a crossed look the generator adds shows between sketch and
+    output, not between driver and sketch, and in the yaw bins where it happens."""
+    import importlib.util
+    from pathlib import Path
+
+    from models.geometry import viewer_signals
+    from models.retarget import iris_position, place_iris
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "transfer_split.py"
+    spec = importlib.util.spec_from_file_location("transfer_split", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    script = PuppetScript(seed=5, shape=DRIVER_SHAPE, size=(480, 480), gaze=1.0)
+    driver = np.array([script.points(i) for i in range(120)])
+    sketch = driver.copy()
+    for f in sketch:  # retargeting: the left iris 0.03 eye widths toward the nose, on every frame
+        place_iris(f, "left", iris_position(f, "left") - [0.03, 0.0], f[474:478] - f[473])
+    output = sketch.copy()
+    yaw = viewer_signals(driver)["yaw"]
+    turned = yaw < np.median(yaw)
+    for f in np.flatnonzero(turned):  # the right iris drawn 0.1 eye widths toward the nose where the head turns one way
+        ring = output[f, 469:473] - output[f, 468]
+        place_iris(output[f], "right", iris_position(output[f], "right") + [0.1, 0.0], ring)
+    report = tool.split({"driver": driver, "sketch": sketch, "output": output}, bins=2)
+    assert report["vergence_error"]["driver_sketch"] == pytest.approx(0.03, abs=0.003)
+    assert report["vergence_error"]["sketch_output"] == pytest.approx(0.05, abs=0.005)  # 0.1 on half the frames
+    assert report["vergence_error"]["driver_output"] == pytest.approx(0.08, abs=0.008)  # 0.13 on one half, 0.03 on the other
+    low, high = report["vergence_by_driver_yaw"]
+    assert low["output"] - low["sketch"] == pytest.approx(0.1, abs=0.01) and high["output"] == pytest.approx(high["sketch"], abs=1e-6)
+    assert report["r"]["mouth"]["driver_output"] == pytest.approx(1.0) and report["jitter_x_driver"]["sketch"] == pytest.approx(1.0)
