@@ -66,7 +66,9 @@ def drive(model, driver: Path, max_frames: int | None) -> dict[str, np.ndarray]:
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 1e-9 and np.std(b) > 1e-9 else float("nan")
+    from reenact.eval import _pearson  # eval's own r: NaN where a signal does not move
+
+    return _pearson(a, b)
 
 
 def split(faces: dict[str, np.ndarray], bins: int) -> dict:
@@ -120,6 +122,7 @@ def yaw_ceiling(model, driver_faces: np.ndarray, fps: float) -> dict:
 
 def main() -> None:
     from models.artifact import load_model_dir
+    from models.errors import ReenactError
     from models.video import open_video
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,7 +132,11 @@ def main() -> None:
     p.add_argument("--bins", type=int, default=5, help="driver-yaw bins for the vergence")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    model = load_model_dir(args.model)
+    try:
+        model = load_model_dir(args.model)
+        open_video(args.driver)[0].release()  # a bad clip is named before the pipeline starts
+    except ReenactError as e:
+        sys.exit(f"transfer_split: {e}")
     faces = drive(model, args.driver, args.max_frames)
     if len(faces["driver"]) < 10:
         sys.exit(f"transfer_split: too few frames with a face in both driver and output ({len(faces['driver'])})")
