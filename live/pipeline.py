@@ -72,10 +72,15 @@ class FaceState:
 @dataclass
 class Calibration:
     """The driver's neutral face: the first ``seconds`` of driving, or on demand.
-    Until it is ready, the first frame stands in, so the face moves from frame one."""
+    Until it is ready, the first frame stands in, so the face moves from frame one, and
+    every ``refresh_s`` the estimate is redone from the frames so far: a first frame
+    that is not at rest (turned, talking) is replaced within a fraction of a second
+    instead of skewing the whole first second."""
 
     seconds: float
+    refresh_s: float = 0.2
     started: float | None = None
+    refreshed: float = 0.0
     frames: list = field(default_factory=list)
     neutral: np.ndarray | None = None
     ready: bool = False
@@ -92,19 +97,61 @@ class Calibration:
         if self.ready:
             return False
         if self.started is None:
-            self.started, self.neutral = t, px.copy()
-            self.frames = [px]
+            self.started = self.refreshed = t
+            self.neutral, self.frames = px.copy(), [px]
             if self.seconds <= 0:
                 self.ready = True
                 self.completed += 1
             return True
         self.frames.append(px)
-        if t - self.started >= self.seconds:
-            self.neutral = estimate_neutral(np.stack(self.frames))
+        done = t - self.started >= self.seconds
+        if not done and t - self.refreshed < self.refresh_s:
+            return False
+        self.neutral, self.refreshed = estimate_neutral(np.stack(self.frames)), t
+        if done:
             self.ready, self.frames = True, []
             self.completed += 1
-            return True
-        return False
+        return True
+
+
+@dataclass
+class NeutralHandover:
+    """When the driver's neutral changes mid-stream (the first second's measurement
+    replacing the first frame's stand-in, or a recalibration), the same driver face
+    retargets to a different target face: drawn at once, the head pops. Instead, for
+    ``ease_s`` both retargetings follow the driver and the drawing crossfades from the
+    old one's face to the new one's. A change during an ease starts from the blend
+    drawn at that moment."""
+
+    ease_s: float = 0.2
+    old: Callable[[np.ndarray, GazeResponse], np.ndarray] | None = None  # (driver px, response) -> target px
+    since: float = 0.0
+
+    def start(self, old: Retargeter | None, t: float) -> None:
+        """The neutral changed at ``t``; ``old`` drew until now (None: nothing to ease from)."""
+        if old is None:
+            self.old = None
+            return
+        if self.old is None:
+            self.old = lambda px, r: old.retarget(px, response=r)
+        else:  # still easing: freeze the blend reached so far as the face to leave
+            earlier, a = self.old, self._weight(t)
+            self.old = lambda px, r: (1 - a) * earlier(px, r) + a * old.retarget(px, response=r)
+        self.since = t
+
+    def _weight(self, t: float) -> float:
+        return smoothstep((t - self.since) / self.ease_s) if self.ease_s > 0 else 1.0
+
+    @per_frame
+    def blend(self, t: float, px: np.ndarray, new: np.ndarray, response: GazeResponse) -> np.ndarray:
+        """The target landmarks to draw for driver ``px``, given the new retargeter's ``new``."""
+        if self.old is None:
+            return new
+        a = self._weight(t)
+        if a >= 1.0:
+            self.old = None
+            return new
+        return (1 - a) * self.old(px, response) + a * new
 
 
 def letterbox(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -266,6 +313,7 @@ class Pipeline:
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
         self.calibration = Calibration(live.neutral_seconds)
         self.retargeter: Retargeter | None = None
+        self.handover = NeutralHandover()
         self.face = FaceState()
         self.compositor = Compositor(model, out_size)
         self._last_px: np.ndarray | None = None  # last driver landmarks (for reuse)
@@ -290,6 +338,7 @@ class Pipeline:
         if self.smoother is not None:
             self.smoother.reset()
         self.face = FaceState(self.face.hold_s, self.face.ease_s)
+        self.handover = NeutralHandover(self.handover.ease_s)
         self._last_px = self._last_target = self._last_output = self._last_sketch = None
 
     def set_gains(self, gains: Gains) -> None:
@@ -357,9 +406,11 @@ class Pipeline:
         ``response``), or held/eased by the no-face policy."""
         driven = None
         if px is not None:
-            if self.calibration.add(t, px):
+            if self.calibration.add(t, px):  # ease from what this stretch drew, if it drew anything
+                self.handover.start(self.retargeter if self._last_target is not None else None, t)
                 self.retargeter = None
             driven = self._retargeter().retarget(px, response=response).astype(np.float64)
+            driven = self.handover.blend(t, px, driven, response)
         return self.face.blend(t, driven, self._last_target, self.target_neutral)
 
     @per_frame

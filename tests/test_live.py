@@ -268,6 +268,76 @@ def test_clean_shutdown_from_a_hotkey_releases_everything(tiny_model):
     assert src.closed and sink.closed and loop.sinks.sinks == []
 
 
+@pytest.mark.parametrize("recalibrate", [False, True], ids=["first-second", "recalibration"])
+def test_a_new_driver_neutral_eases_in_instead_of_popping(tiny_model, recalibrate):
+    """When the driver's neutral changes (the first second's measurement replaces the
+    first frame's stand-in, or the user recalibrates), the drawn face crossfades from the
+    old retargeting to the new one over the ease time: no frame-to-frame jump."""
+    clock = FakeClock()
+    face = puppet_script()
+    brows = np.r_[46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
+
+    def script(i):  # a still driver; brows raised 4 px on the first frame only, or from frame 24 on (recalibrated at 30)
+        px = face(0).copy()
+        if i == 0 or (recalibrate and i >= 24):
+            px[brows, 1] -= 4.0
+        return px
+
+    loop, _, _, _, _, _ = make_loop(tiny_model, clock, script=script, ease=0.4, source=StampedSource(clock, frames=70))
+    pipe, src = loop.pipeline, loop.capture.source
+    changes, res = [], []
+    for i in range(70):
+        if recalibrate and i == 30:
+            pipe.recalibrate()
+        before = pipe.retargeter
+        res.append(pipe.process(src.read()))
+        if pipe.retargeter is not before and before is not None:  # the neutral changed on this frame
+            changes.append((i, before))
+    assert [i for i, _ in changes] == ([6] if not recalibrate else [6, 30, 36])
+    # How far the drawn face would pop on each change, drawn at once...
+    jumps = [np.abs(old.retarget(script(i)) - (pipe.retargeter if n == len(changes) - 1 else changes[n + 1][1]).retarget(script(i))).max()
+             for n, (i, old) in enumerate(changes)]
+    assert jumps[0] > 3.0 and (not recalibrate or jumps[1] > 3.0)
+    # ... and how far it moves in any one frame instead, but for the frames where the driver's
+    # brows really move (1, 24); the smoothstep's steepest step over 0.2 s (6 frames) is 1/4 of the way.
+    steps = [np.abs(res[k].target_px - res[k - 1].target_px).max() for k in range(2, 70) if k != 24]
+    assert max(steps) < 0.3 * max(jumps)
+    # Once eased, the face is the new retargeting's, exactly.
+    assert np.abs(res[-1].target_px - pipe._retargeter().retarget(script(69))).max() < 1e-3
+
+
+def test_a_first_frame_off_rest_stands_in_for_a_fifth_of_a_second_not_the_whole_calibration(tiny_model):
+    """The first frame stands in for the driver's neutral so the face moves at once;
+    while the neutral is measured (1 s), it is re-estimated every 0.2 s from the frames
+    so far, so a first frame with raised brows skews the drawn face only briefly."""
+    from live.pipeline import Calibration
+
+    clock = FakeClock()
+    face = puppet_script()
+    brows = np.r_[46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
+
+    def script(i):  # a driver at rest, but for raised brows on the very first frame, and from 45 on
+        px = face(0).copy()
+        if i == 0 or i >= 45:
+            px[brows, 1] -= 4.0
+        return px
+
+    loop, _, _, _, _, _ = make_loop(tiny_model, clock, script=script, source=StampedSource(clock, frames=50))
+    pipe, src = loop.pipeline, loop.capture.source
+    pipe.calibration = Calibration(1.0)
+    res = [pipe.process(src.read()) for _ in range(45)]
+    assert pipe.calibration.ready and pipe.calibration.completed == 1
+    off = [np.abs(r.target_px[brows] - pipe.target_neutral[brows]).max() for r in res]
+    assert off[3] > 2.0  # relative to the raised first frame, resting brows look lowered...
+    assert max(off[14:]) < 0.2  # ... until the first re-estimate (0.2 s) has eased in, well before the second is over
+    # A new, unrelated stretch (another clip, another person) measured afresh starts from its own
+    # first frame, not eased from the last stretch's neutral: its first face is the target's neutral.
+    pipe.reset()
+    pipe.recalibrate()
+    first = pipe.process(src.read())
+    assert np.abs(first.target_px[brows] - pipe.target_neutral[brows]).max() < 0.2
+
+
 def test_controls_change_the_view_gain_and_neutral(tiny_model):
     """Keys reach the parts through one command interface: the view of the output stage,
     the pipeline's gains and calibration, the loop's pause."""
