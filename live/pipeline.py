@@ -23,7 +23,7 @@ from live.engines import Engine
 from live.sources import Frame
 from models.artifact import ModelDir
 from models.config import LandmarksConfig, LiveConfig
-from models.geometry import smoothstep
+from models.geometry import interocular, smoothstep
 from models.landmarks import LandmarkDetector
 from models.retarget import Gains, GazeResponse, Retargeter, estimate_neutral
 from models.sketch import render_sketch
@@ -152,6 +152,34 @@ class NeutralHandover:
             self.old = None
             return new
         return (1 - a) * self.old(px, response) + a * new
+
+
+@dataclass
+class SteadyFace:
+    """The generator redraws every frame from scratch, so a face that holds still still
+    shimmers: texture and edges move by a pixel from frame to frame, more than the
+    driver's face does. While the landmarks barely move, keep ``keep`` of the previous
+    generated face. The new face always weighs at least the largest landmark motion of
+    the frame as a share of ``motion`` inter-ocular distances, so from that motion on
+    the face is drawn afresh (no ghosting, no lag on real motion): only flicker, and
+    motion slower than that, is damped."""
+
+    keep: float = 0.6
+    motion: float = 0.035
+    last: np.ndarray | None = None  # (h, w, 3) uint8, the previous face as shown
+    last_pts: np.ndarray | None = None  # (478, 2) its landmarks, model pixels
+
+    @per_frame
+    def __call__(self, face: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """``face`` (h, w, 3) uint8 generated from landmarks ``pts`` (478, 2+) in model pixels."""
+        pts = pts[:, :2]
+        if self.keep > 0 and self.last is not None and self.last.shape == face.shape:
+            moved = float(np.abs(pts - self.last_pts).max()) / max(interocular(pts), 1e-6)
+            keep = min(self.keep, 1.0 - moved / self.motion)
+            if keep > 0:
+                face = cv2.addWeighted(face, 1.0 - keep, self.last, keep, 0.0)
+        self.last, self.last_pts = face, pts.copy()
+        return face
 
 
 def letterbox(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -314,6 +342,7 @@ class Pipeline:
         self.calibration = Calibration(live.neutral_seconds)
         self.retargeter: Retargeter | None = None
         self.handover = NeutralHandover()
+        self.steady = SteadyFace(live.steady, live.steady_motion)
         self.face = FaceState()
         self.compositor = Compositor(model, out_size)
         self._last_px: np.ndarray | None = None  # last driver landmarks (for reuse)
@@ -339,6 +368,7 @@ class Pipeline:
             self.smoother.reset()
         self.face = FaceState(self.face.hold_s, self.face.ease_s)
         self.handover = NeutralHandover(self.handover.ease_s)
+        self.steady = SteadyFace(self.steady.keep, self.steady.motion)
         self._last_px = self._last_target = self._last_output = self._last_sketch = None
 
     def set_gains(self, gains: Gains) -> None:
@@ -425,6 +455,7 @@ class Pipeline:
         light = p.light and self.light_engine is not None
         t4 = clock()
         generated = (self.light_engine if light else self.engine).infer(p.sketch)
+        generated = self.steady(generated, self.contract.framing.apply(p.target_px))
         t5 = clock()
         t["inference"] = t5 - t4
         self._last_output, self._last_sketch = self.compositor.compose(generated), p.sketch

@@ -338,6 +338,34 @@ def test_a_first_frame_off_rest_stands_in_for_a_fifth_of_a_second_not_the_whole_
     assert np.abs(first.target_px[brows] - pipe.target_neutral[brows]).max() < 0.2
 
 
+def test_a_still_face_is_steadied_and_a_moving_one_drawn_afresh():
+    """SteadyFace damps the generator's frame-to-frame flicker while the landmarks hold
+    still, and passes the new face through untouched once they move ``motion`` IODs."""
+    from live.pipeline import SteadyFace
+    from tests.fakes import puppet_script
+
+    rng = np.random.default_rng(0)
+    pts = puppet_script()(0)[:, :2] * 0.5  # a face about 30 px between the eyes
+    base = rng.integers(60, 200, (64, 64, 3)).astype(np.int16)
+    flicker = [np.clip(base + rng.integers(-6, 7, base.shape), 0, 255).astype(np.uint8) for _ in range(40)]
+    steady = SteadyFace(keep=0.6, motion=0.035)
+    shown = [steady(f, pts) for f in flicker]
+    change_in = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(flicker, flicker[1:])])
+    change_out = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(shown[5:], shown[6:])])
+    assert change_out < 0.6 * change_in
+    # Each shown face lies between the last one shown and the new one, pixel by pixel.
+    for prev, new, out in zip(shown, flicker[1:], shown[1:]):
+        lo, hi = np.minimum(prev, new).astype(int) - 1, np.maximum(prev, new).astype(int) + 1
+        assert ((out >= lo) & (out <= hi)).all()
+    # Moved by the motion threshold (0.035 IOD ~ 1 px here): the new face, unblended.
+    iod = np.linalg.norm(pts[473] - pts[468])
+    moved = steady(flicker[0], pts + [0.05 * iod, 0.0])
+    assert np.array_equal(moved, flicker[0])
+    # Off: always the new face.
+    off = SteadyFace(keep=0.0)
+    assert all(np.array_equal(off(f, pts), f) for f in flicker[:3])
+
+
 def test_controls_change_the_view_gain_and_neutral(tiny_model):
     """Keys reach the parts through one command interface: the view of the output stage,
     the pipeline's gains and calibration, the loop's pause."""
