@@ -156,7 +156,7 @@ class NeutralHandover:
 
 @dataclass
 class SteadyFace:
-    """The generator redraws every frame from scratch, so a face that holds still still
+    """The generator redraws every frame from scratch, so even a face held still
     shimmers: texture and edges move by a pixel from frame to frame, more than the
     driver's face does. While the landmarks barely move, keep ``keep`` of the previous
     generated face. The new face always weighs at least the largest landmark motion of
@@ -171,15 +171,20 @@ class SteadyFace:
 
     @per_frame
     def __call__(self, face: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        """``face`` (h, w, 3) uint8 generated from landmarks ``pts`` (478, 2+) in model pixels."""
+        """``face`` (h, w, 3) uint8 generated from landmarks ``pts`` (478, 2+) in model
+        pixels -> the face to show, in this object's own buffer (engines reuse theirs)."""
         pts = pts[:, :2]
-        if self.keep > 0 and self.last is not None and self.last.shape == face.shape:
-            moved = float(np.abs(pts - self.last_pts).max()) / max(interocular(pts), 1e-6)
-            keep = min(self.keep, 1.0 - moved / self.motion)
-            if keep > 0:
-                face = cv2.addWeighted(face, 1.0 - keep, self.last, keep, 0.0)
-        self.last, self.last_pts = face, pts.copy()
-        return face
+        if self.last is None or self.last.shape != face.shape:
+            self.last, self.last_pts = face.copy(), pts.copy()
+            return self.last
+        moved = float(np.abs(pts - self.last_pts).max()) / max(interocular(pts), 1e-6)
+        keep = min(self.keep, 1.0 - moved / self.motion)
+        if keep > 0:
+            cv2.addWeighted(face, 1.0 - keep, self.last, keep, 0.0, dst=self.last)
+        else:
+            np.copyto(self.last, face)
+        self.last_pts[:] = pts
+        return self.last
 
 
 def letterbox(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:

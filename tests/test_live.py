@@ -364,6 +364,14 @@ def test_a_still_face_is_steadied_and_a_moving_one_drawn_afresh():
     # Off: always the new face.
     off = SteadyFace(keep=0.0)
     assert all(np.array_equal(off(f, pts), f) for f in flicker[:3])
+    # Engines write every face into the same buffer: after a face drawn afresh (the head
+    # moved), the next still frame must still be blended with it, not with itself.
+    buffer, reused = np.empty_like(flicker[0]), SteadyFace(keep=0.6, motion=0.035)
+    for k, f in enumerate(flicker[:3]):
+        buffer[:] = f
+        out = reused(buffer, pts if k == 0 else pts + [0.05 * iod, 0.0]).copy()
+    assert not np.array_equal(out, flicker[2])
+    assert np.abs(out.astype(int) - (0.4 * flicker[2] + 0.6 * flicker[1])).max() <= 1
 
 
 def test_controls_change_the_view_gain_and_neutral(tiny_model):
