@@ -73,12 +73,14 @@ class FaceState:
 class Calibration:
     """The driver's neutral face: the first ``seconds`` of driving, or on demand.
     Until it is ready, the first frame stands in, so the face moves from frame one, and
-    every ``refresh_s`` the estimate is redone from the frames so far: a first frame
-    that is not at rest (turned, talking) is replaced within a fraction of a second
-    instead of skewing the whole first second."""
+    for the first ``refresh_until`` seconds the estimate is redone every ``refresh_s``
+    from the frames so far: a first frame that is not at rest (turned, talking) is
+    replaced within a fraction of a second instead of skewing the whole first second.
+    (Later refreshes would cost more and more on a long measurement, for little.)"""
 
     seconds: float
     refresh_s: float = 0.2
+    refresh_until: float = 1.0
     started: float | None = None
     refreshed: float = 0.0
     frames: list = field(default_factory=list)
@@ -93,7 +95,7 @@ class Calibration:
 
     @per_frame
     def add(self, t: float, px: np.ndarray) -> bool:
-        """Feed a frame; True when the neutral changed."""
+        """Feed a frame; True when the neutral was (re)estimated on it."""
         if self.ready:
             return False
         if self.started is None:
@@ -105,7 +107,7 @@ class Calibration:
             return True
         self.frames.append(px)
         done = t - self.started >= self.seconds
-        if not done and t - self.refreshed < self.refresh_s:
+        if not done and (t - self.refreshed < self.refresh_s or t - self.started > self.refresh_until):
             return False
         self.neutral, self.refreshed = estimate_neutral(np.stack(self.frames)), t
         if done:
@@ -132,7 +134,7 @@ class NeutralHandover:
         if old is None:
             self.old = None
             return
-        if self.old is None:
+        if self.old is None or self._weight(t) >= 1.0:
             self.old = lambda px, r: old.retarget(px, response=r)
         else:  # still easing: freeze the blend reached so far as the face to leave
             earlier, a = self.old, self._weight(t)
@@ -295,7 +297,7 @@ class FrameResult:
     generated: bool  # the generator ran (False: the last output was repeated)
     target_px: np.ndarray | None  # the landmarks the sketch was drawn from (target source pixels)
     sketch: np.ndarray | None  # the generator's input this frame, or the last one when repeating
-    crop: np.ndarray | None  # the generator's output this frame (engine buffer: copy to keep); None when repeating
+    crop: np.ndarray | None  # the generated face as shown (after SteadyFace; a reused buffer: copy to keep); None when repeating
     driver_px: np.ndarray | None  # the driver's (smoothed) landmarks, driver image pixels
     timings: dict[str, float]  # seconds per stage
     limited: dict[str, float] = field(default_factory=dict)  # head-pose parameters kept within the target's coverage
@@ -346,6 +348,7 @@ class Pipeline:
         self.smoother = OneEuroFilter(min_cutoff=landmarks.min_cutoff, beta=landmarks.beta, d_cutoff=landmarks.d_cutoff) if landmarks.smoothing else None
         self.calibration = Calibration(live.neutral_seconds)
         self.retargeter: Retargeter | None = None
+        self._drawn_by: Retargeter | None = None  # the retargeter of the last driven face drawn in this stretch
         self.handover = NeutralHandover()
         self.steady = SteadyFace(live.steady, live.steady_motion)
         self.face = FaceState()
@@ -375,6 +378,7 @@ class Pipeline:
         self.handover = NeutralHandover(self.handover.ease_s)
         self.steady = SteadyFace(self.steady.keep, self.steady.motion)
         self._last_px = self._last_target = self._last_output = self._last_sketch = None
+        self._drawn_by = None
 
     def set_gains(self, gains: Gains) -> None:
         self.gains = gains
@@ -441,10 +445,11 @@ class Pipeline:
         ``response``), or held/eased by the no-face policy."""
         driven = None
         if px is not None:
-            if self.calibration.add(t, px):  # ease from what this stretch drew, if it drew anything
-                self.handover.start(self.retargeter if self._last_target is not None else None, t)
+            if self.calibration.add(t, px):  # ease from the driven face this stretch drew, if any
+                self.handover.start(self._drawn_by, t)
                 self.retargeter = None
-            driven = self._retargeter().retarget(px, response=response).astype(np.float64)
+            self._drawn_by = self._retargeter()
+            driven = self._drawn_by.retarget(px, response=response).astype(np.float64)
             driven = self.handover.blend(t, px, driven, response)
         return self.face.blend(t, driven, self._last_target, self.target_neutral)
 
@@ -460,9 +465,9 @@ class Pipeline:
         light = p.light and self.light_engine is not None
         t4 = clock()
         generated = (self.light_engine if light else self.engine).infer(p.sketch)
-        generated = self.steady(generated, self.contract.framing.apply(p.target_px))
         t5 = clock()
         t["inference"] = t5 - t4
+        generated = self.steady(generated, self.contract.framing.apply(p.target_px))
         self._last_output, self._last_sketch = self.compositor.compose(generated), p.sketch
         t["compose"] = clock() - t5
         return FrameResult(self._last_output, p.driver_px is not None, True, p.target_px, p.sketch, generated, p.driver_px, t,

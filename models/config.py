@@ -150,7 +150,7 @@ class LiveConfig:
     cpu_threads: int = _f(0, lo=0, hi=256, doc="ONNX Runtime threads on the CPU engine; 0 = one per core this process may use, at most 4")
     opencv_threads: int = _f(1, lo=0, hi=256, doc="OpenCV's worker threads in live (0 = OpenCV's default)")
     neutral_seconds: float = _f(1.0, lo=0.0, hi=30.0, doc="driver neutral from the first seconds")
-    steady: float = _f(0.6, lo=0.0, hi=0.9, doc="share of the previous generated face kept while the face is still (damps the generator's flicker); 0 = off")
+    steady: float = _f(0.6, lo=0.0, hi=0.9, doc="share of the previous generated face kept while the face is still (damps the generator's flicker; not in --swap replacement); 0 = off")
     steady_motion: float = _f(0.035, lo=0.001, hi=1.0, doc="landmark motion per frame (inter-ocular distances) from which the face is drawn afresh, unblended")
     gain_mouth: float = _f(1.0, lo=0.0, hi=3.0)
     gain_eyes: float = _f(1.0, lo=0.0, hi=3.0)

@@ -316,9 +316,11 @@ def test_a_first_frame_off_rest_stands_in_for_a_fifth_of_a_second_not_the_whole_
     face = puppet_script()
     brows = np.r_[46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 
-    def script(i):  # a driver at rest, but for raised brows on the very first frame, and from 45 on
+    def script(i):  # a driver at rest, but for raised brows on the very first frame, and from 46 on (45: no face)
+        if i == 45:
+            return None
         px = face(0).copy()
-        if i == 0 or i >= 45:
+        if i == 0 or i >= 46:
             px[brows, 1] -= 4.0
         return px
 
@@ -330,12 +332,57 @@ def test_a_first_frame_off_rest_stands_in_for_a_fifth_of_a_second_not_the_whole_
     off = [np.abs(r.target_px[brows] - pipe.target_neutral[brows]).max() for r in res]
     assert off[3] > 2.0  # relative to the raised first frame, resting brows look lowered...
     assert max(off[14:]) < 0.2  # ... until the first re-estimate (0.2 s) has eased in, well before the second is over
-    # A new, unrelated stretch (another clip, another person) measured afresh starts from its own
-    # first frame, not eased from the last stretch's neutral: its first face is the target's neutral.
+    # A new, unrelated stretch (another clip, another person), measured afresh and starting
+    # without a face, starts from its own first face, not eased from the last stretch's
+    # neutral: that first face is the target's neutral.
     pipe.reset()
     pipe.recalibrate()
-    first = pipe.process(src.read())
-    assert np.abs(first.target_px[brows] - pipe.target_neutral[brows]).max() < 0.2
+    pipe.process(src.read())  # no face
+    back = [pipe.process(src.read()) for _ in range(4)]
+    assert all(r.face for r in back)
+    assert max(np.abs(r.target_px[brows] - pipe.target_neutral[brows]).max() for r in back) < 0.05
+
+
+def test_a_long_calibration_refreshes_its_estimate_only_in_the_first_second():
+    """Each refresh re-estimates from every frame so far: past the first second they would
+    cost more and more for little, so a 5 s measurement refreshes about every 0.2 s for a
+    second, then only finishes."""
+    from live.pipeline import Calibration
+
+    face = puppet_script()
+    cal = Calibration(5.0)
+    changed = [i for i in range(160) if cal.add(i / 30, face(i))]
+    assert changed[0] == 0 and changed[-1] == 150 and cal.ready and cal.completed == 1
+    assert all(i <= 31 for i in changed[:-1]) and 4 <= len(changed) - 1 <= 6
+
+
+def test_a_neutral_change_during_an_ease_continues_from_the_blend_drawn_and_the_chain_stays_short():
+    """NeutralHandover: a second change mid-ease starts from what was being drawn (no jump),
+    and once an ease is over the earlier retargetings are no longer computed."""
+    from live.pipeline import NeutralHandover
+
+    class Fixed:  # a retargeter that draws one face, counting its calls
+        def __init__(self, value):
+            self.value, self.calls = value, 0
+
+        def retarget(self, px, *, response=None):
+            self.calls += 1
+            return np.full((478, 3), self.value)
+
+    a, b, c, px = Fixed(0.0), Fixed(10.0), Fixed(30.0), np.zeros((478, 3))
+    h = NeutralHandover(ease_s=0.2)
+    h.start(a, 0.0)
+    before = h.blend(0.1 - 1e-6, px, b.retarget(px), None)[0, 0]  # halfway from a's face to b's
+    assert 4.0 < before < 6.0
+    h.start(b, 0.1)  # b is replaced by c at t=0.1, mid-ease
+    after = h.blend(0.1, px, c.retarget(px), None)[0, 0]
+    assert abs(after - before) < 0.01  # continues from the blend drawn, no jump
+    # The next change comes when that ease is over but before any frame was drawn with it:
+    # a and b are not computed any more, and the face eases from c's.
+    h.start(c, 0.5)
+    calls = a.calls + b.calls
+    assert abs(h.blend(0.5, px, Fixed(50.0).retarget(px), None)[0, 0] - 30.0) < 1e-9
+    assert a.calls + b.calls == calls
 
 
 def test_a_still_face_is_steadied_and_a_moving_one_drawn_afresh():
