@@ -85,10 +85,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The console entry point: ``main``, then exit with its code. A Ctrl-C that lands
-    after the command has finished (while Python tears down the libraries) is ignored,
-    so the exit code is the command's, never a death by SIGINT."""
-    code = main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    after the command has finished (while Python tears down the libraries) leaves the
+    command's code; one that escapes the command (pressed again as an interrupted command
+    returns) gives 130. Never a death by SIGINT, which a caller cannot tell from a crash."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # pressed again while the first Ctrl-C was being answered
+        code = EXIT_INTERRUPTED
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # raises a Ctrl-C still pending: the command has ended already
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 

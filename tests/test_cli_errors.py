@@ -256,6 +256,24 @@ def test_bad_input_gets_one_clear_line_and_its_exit_code(case: Case, bad, tmp_pa
         case.then(bad)
 
 
+def test_a_ctrl_c_landing_as_the_command_returns_still_exits_130_not_by_sigint(tmp_path):
+    """The console entry point: a Ctrl-C that reaches Python just as the command returns
+    (pressed twice, or delivered late) must not kill the process by SIGINT, which a
+    script or a test sees as a crash (exit -2), not as "interrupted" (130)."""
+    code = ("import signal, reenact.cli as cli\n"
+            "def main(argv=None):\n"
+            "    print('answered the first Ctrl-C', flush=True)\n"
+            "    signal.raise_signal(signal.SIGINT)  # the second, as the command returns\n"
+            "    return 130\n"
+            "cli.main = main\n"
+            "cli.run()\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL, preexec_fn=ctrl_c_as_at_a_terminal)
+    assert res.returncode == 130, f"exit {res.returncode}\n{res.stderr[-1500:]}"
+    assert "answered the first Ctrl-C" in res.stdout and "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize("command", ["bench", "live"])
 def test_ctrl_c_stops_with_exit_130_and_keeps_the_report(command, bad, tmp_path):
     """Interrupted is its own outcome (130), for bench and live as for dataset and
