@@ -25,6 +25,7 @@ REGIONS = {"mouth": ("live.gain_mouth", 3.0), "eyes": ("live.gain_eyes", 3.0), "
            "head_motion": ("live.head_motion", 2.0)}
 BADGE_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 AUDIO_OFFSET_RANGE = (-500.0, 500.0)
+STEADY_RANGE = (0.0, 0.9)  # live.steady's range (models/config.py)
 
 
 class Controls:
@@ -76,6 +77,16 @@ class Controls:
             self.base = dataclasses.replace(self.base, **{region: value})
             self.set_gain(self.gain)
         self._changed(key, value)
+
+    def set_steady(self, keep: float) -> None:
+        """How much of the previous generated face is kept while the face holds still
+        (``live.steady``; 0 = off). A pipeline without it (face replacement) ignores it."""
+        keep = float(np.clip(keep, *STEADY_RANGE))
+        steady = getattr(self.pipeline, "steady", None)
+        if steady is not None:
+            steady.keep = keep  # one float, read by the generator's thread on its next frame
+        self.log(f"steady face {keep:.1f}" + ("" if steady is not None else " (this pipeline has none: kept for next time)"))
+        self._changed("live.steady", keep)
 
     def set_audio_offset(self, ms: float) -> None:
         """Extra audio delay in ms (positive: the voice later), on top of the video latency."""
@@ -146,6 +157,7 @@ class Controls:
             "regions": {"mouth": round(self.base.mouth, 3), "eyes": round(self.base.eyes, 3), "brows": round(self.base.brows, 3),
                         "head_motion": round(self.base.head_motion, 3)},
             "pipeline_gains": {k: round(getattr(g, k), 3) for k in ("mouth", "eyes", "brows", "rest", "head_motion")},
+            "steady": round(self.pipeline.steady.keep, 3) if getattr(self.pipeline, "steady", None) is not None else None,
             "view": self.output.mode.value,
             "paused": bool(self.loop.paused),
             "badge_position": self.badge_position,

@@ -272,6 +272,8 @@ def _apply(controls: Controls, action: str, name: str | None, value: Any, settin
         controls.set_region(str(name), float(value))
     elif action == "gain":
         controls.set_gain(float(value))
+    elif action == "steady":
+        controls.set_steady(float(value))
     elif action == "view":
         controls.set_view(Mode(value))
     elif action == "recalibrate":

@@ -206,7 +206,7 @@ class PanelConfig:
 
 
 # What the panel may change and keep (its settings file): nothing else is read from that file.
-PANEL_KEYS = ("live.gain_mouth", "live.gain_eyes", "live.gain_brows", "live.head_motion", "audio.offset_ms",
+PANEL_KEYS = ("live.gain_mouth", "live.gain_eyes", "live.gain_brows", "live.head_motion", "live.steady", "audio.offset_ms",
               "output.badge_position", "capture.camera", "audio.input")
 
 

@@ -448,7 +448,8 @@ def test_controls_change_the_view_gain_and_neutral(tiny_model):
 def test_panel_controls_reach_the_parts_and_are_kept(tiny_model):
     """The panel's commands go through the same Controls: a region gain reaches the
     pipeline (and scales with the global gain), the badge moves but stays, the audio
-    offset reaches the delay controller, and each change is handed to ``on_change``."""
+    offset reaches the delay controller, the steadying reaches the pipeline, and each
+    change is handed to ``on_change``."""
     from live.audio import DelayController, DelayLine
     from live.trust import Badge
 
@@ -475,7 +476,12 @@ def test_panel_controls_reach_the_parts_and_are_kept(tiny_model):
     assert controls.audio_controller.offset_s == pytest.approx(0.03)
     controls.audio_line.delay = 80.0  # samples at 1 kHz: 80 ms applied against 40 ms of video latency
     assert controls.state()["av_offset_ms"] == pytest.approx(40.0)
-    assert kept == {"live.gain_mouth": 2.0, "live.head_motion": 2.0, "output.badge_position": "top-left", "audio.offset_ms": 30.0}
+    controls.set_steady(2.0)  # clamped to live.steady's range, and reaching the generated face's blend
+    assert loop.pipeline.steady.keep == pytest.approx(0.9) and controls.state()["steady"] == pytest.approx(0.9)
+    controls.set_steady(0.0)
+    assert loop.pipeline.steady.keep == 0.0
+    assert kept == {"live.gain_mouth": 2.0, "live.head_motion": 2.0, "output.badge_position": "top-left", "audio.offset_ms": 30.0,
+                    "live.steady": 0.0}
 
 
 def test_compositor_blends_only_its_edge_and_gives_the_same_frame_as_a_whole_blend(tiny_model):

@@ -167,10 +167,13 @@ def test_the_page_shows_frames_and_its_controls_reach_the_pipeline(live, browser
 def test_what_the_panel_changes_is_kept_for_the_next_start(live):
     live.api("/api/control", {"action": "badge_position", "value": "top-left"})
     live.api("/api/control", {"action": "region", "name": "eyes", "value": 1.7})
+    assert live.api("/api/control", {"action": "steady", "value": 0.3})["steady"] == pytest.approx(0.3)
     kept = read_panel_settings(live.log.parent / "panel-settings.toml")
     assert kept["output.badge_position"] == "top-left" and kept["live.gain_eyes"] == pytest.approx(1.7)
+    assert kept["live.steady"] == pytest.approx(0.3)
     cfg = load_config(None, [], panel_settings=kept)
     assert cfg.output.badge_position == "top-left" and cfg.live.gain_eyes == pytest.approx(1.7)
+    assert cfg.live.steady == pytest.approx(0.3)
     assert cfg.output.badge is True  # moved, never removed
 
 

@@ -29,6 +29,12 @@ function show(s) {
   const keptMark = (id, key) => $(id).parentElement.querySelector("label").classList.toggle("kept-mark", s.kept.includes(key));
   keptMark("badge", "output.badge_position"); keptMark("audio-offset", "audio.offset_ms");
   keptMark("camera", "capture.camera"); keptMark("microphone", "audio.input");
+  $("steady-row").hidden = s.steady === null || s.steady === undefined;  // face replacement has no steadying
+  if (!$("steady-row").hidden) {
+    if (editing !== $("steady")) $("steady").value = s.steady;
+    $("steady-v").textContent = Number(s.steady).toFixed(1);
+    keptMark("steady", "live.steady");
+  }
   for (const [list, items] of [["camera-list", s.cameras], ["microphone-list", s.microphones]]) {
     if ($(list).childElementCount !== items.length) {
       $(list).replaceChildren(...items.map((d) => Object.assign(document.createElement("option"), {value: d.index, label: d.name})));
@@ -93,6 +99,7 @@ function bindRange(el, act) {
 }
 document.querySelectorAll("input[data-region]").forEach((el) => bindRange(el, (v) => send("region", v, el.dataset.region)));
 bindRange($("audio-offset"), (v) => send("audio_offset", v));
+bindRange($("steady"), (v) => send("steady", v));
 $("view").addEventListener("change", () => send("view", $("view").value));
 $("badge").addEventListener("change", () => send("badge_position", $("badge").value));
 $("recalibrate").addEventListener("click", () => send("recalibrate"));
