@@ -266,34 +266,30 @@ def _add_streams(app: FastAPI, tap: PanelTap) -> None:
         return mjpeg("driver", tap.driver, draw_driver)
 
 
+# The page's commands, each a call on the same ``Controls`` the keys use: (controls, name, value) -> None.
+_ACTIONS: dict[str, Callable[[Controls, Any, Any], None]] = {
+    "region": lambda c, name, value: c.set_region(str(name), float(value)),
+    "gain": lambda c, name, value: c.set_gain(float(value)),
+    "steady": lambda c, name, value: c.set_steady(float(value)),
+    "view": lambda c, name, value: c.set_view(Mode(value)),
+    "recalibrate": lambda c, name, value: c.recalibrate(),
+    "pause": lambda c, name, value: c.set_paused(bool(value)),
+    "audio_offset": lambda c, name, value: c.set_audio_offset(float(value)),
+    "badge_position": lambda c, name, value: c.set_badge_position(str(value)),
+    "output": lambda c, name, value: c.set_output(str(name), bool(value)),
+    "camera": lambda c, name, value: c.set_camera(str(value)),
+}
+
+
 def _apply(controls: Controls, action: str, name: str | None, value: Any, settings: SettingsFile) -> None:
     """One command from the page, through the same ``Controls`` the keys use."""
-    if action == "region":
-        controls.set_region(str(name), float(value))
-    elif action == "gain":
-        controls.set_gain(float(value))
-    elif action == "steady":
-        controls.set_steady(float(value))
-    elif action == "view":
-        controls.set_view(Mode(value))
-    elif action == "recalibrate":
-        controls.recalibrate()
-    elif action == "pause":
-        controls.set_paused(bool(value))
-    elif action == "audio_offset":
-        controls.set_audio_offset(float(value))
-    elif action == "badge_position":
-        controls.set_badge_position(str(value))
-    elif action == "output":
-        controls.set_output(str(name), bool(value))
-    elif action == "camera":
-        controls.set_camera(str(value))
-    elif action in ("microphone", "model"):
-        # Taken at the next start: the microphone is kept in the settings file, the model is --model's.
-        if action == "model":
-            raise ValueError("the model is chosen with --model when live starts")
+    if action in _ACTIONS:
+        _ACTIONS[action](controls, name, value)
+    elif action == "microphone":  # taken at the next start: kept in the settings file
         settings.set("audio.input", str(value))
         controls.log(f"microphone: {value} (from the next start)")
+    elif action == "model":
+        raise ValueError("the model is chosen with --model when live starts")
     else:
         raise ValueError(f"unknown action {action!r}")
 
