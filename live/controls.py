@@ -15,17 +15,18 @@ from typing import Any, Callable
 import numpy as np
 
 from live.output import Mode
+from models.config import AudioConfig, LiveConfig, setting_range
 from models.retarget import Gains
 
 KEYS = {"n": "recalibrate", "m": "next view", "+": "more expression", "-": "less expression", "p": "pause", "q": "quit"}
 GAIN_STEP = 0.1
 GAIN_RANGE = (0.0, 3.0)
-# Per-region gains a user may set, each with its [live] key and range (models/config.py).
-REGIONS = {"mouth": ("live.gain_mouth", 3.0), "eyes": ("live.gain_eyes", 3.0), "brows": ("live.gain_brows", 3.0),
-           "head_motion": ("live.head_motion", 2.0)}
+# Per-region gains a user may set, each with its [live] key and the top of its range (models/config.py).
+REGIONS = {region: (f"live.{key}", setting_range(LiveConfig, key)[1])
+           for region, key in (("mouth", "gain_mouth"), ("eyes", "gain_eyes"), ("brows", "gain_brows"), ("head_motion", "head_motion"))}
 BADGE_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
-AUDIO_OFFSET_RANGE = (-500.0, 500.0)
-STEADY_RANGE = (0.0, 0.9)  # live.steady's range (models/config.py)
+AUDIO_OFFSET_RANGE = setting_range(AudioConfig, "offset_ms")
+STEADY_RANGE = setting_range(LiveConfig, "steady")
 
 
 class Controls:

@@ -25,6 +25,13 @@ def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choice
     return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc, "check": check})
 
 
+def setting_range(section: type, key: str) -> tuple[float, float]:
+    """(lo, hi) of a numeric setting, as its section declares it: for controls that
+    clamp what a user asks for, so the two never disagree."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(section)}[key]
+    return float(meta["lo"]), float(meta["hi"])
+
+
 def _badge_text(text: str) -> str | None:
     """The badge font (OpenCV's Hershey) draws printable ASCII only."""
     if not text.strip():
