@@ -214,6 +214,21 @@ def test_estimate_neutral_ignores_expressive_frames():
     assert np.abs(n - face()).mean() < 0.5
 
 
+def test_a_targets_neutral_sits_at_its_clips_typical_head_pose():
+    """A target that rests its closed mouth turned to one side, and talks facing the
+    camera: its neutral faces the camera (the middle of the poses its generator learns),
+    with the mouth closed."""
+    rng = np.random.default_rng(5)
+    resting = [face(PuppetPose(yaw=rng.uniform(-9, -3)), iod=100) for _ in range(30)]
+    talking = [face(PuppetPose(jaw=rng.uniform(0.1, 0.6), yaw=rng.uniform(-3, 3)), iod=100) for _ in range(70)]
+    ref = face(iod=100)
+    n = estimate_neutral(np.stack(resting + talking), typical_pose=True)
+    assert abs(head_pose(n, ref)[0]) < 2.0
+    assert expression(n).mouth_open < 0.05
+    # A driver's neutral is the pose they hold at rest (live calibrates on it).
+    assert abs(head_pose(estimate_neutral(np.stack(resting + talking)), ref)[0]) > 3.0
+
+
 @pytest.mark.clips
 def test_real_driver_onto_real_target(clips_dir):
     """d10 drives d6: the output keeps d6's proportions and follows d10's mouth."""
