@@ -313,6 +313,26 @@ def test_without_a_gpu_train_picks_the_cpu_preset_says_so_and_predicts_its_wall_
     assert load_checkpoint(out / "checkpoint.pt")["train"]["ndf"] == PRESET_TRAINING["cpu"]["ndf"]
 
 
+def test_the_gaze_sweep_spans_what_either_eye_covers():
+    """The response is measured over the iris positions live asks of each eye (its own
+    covered range), not only the part both eyes share: a generator follows small iris
+    moves less than large ones, so a narrow sweep under-reads its gain."""
+    from types import SimpleNamespace
+
+    from models.puppet import PuppetPose, place, puppet_points
+    from models.retarget import EYES, Coverage, iris_position
+    from training.export import gaze_sweep
+
+    neutral = place(puppet_points(PuppetPose()), iod_px=90, center=(200.0, 200.0))
+    cover = Coverage({"right": ((-0.06, 0.15), (-0.1, 0.05)), "left": ((-0.15, 0.03), (-0.1, 0.05))}, {})
+    pairs = gaze_sweep(SimpleNamespace(neutral_px=neutral, coverage=cover))
+    for eye in EYES:
+        asked = [a[eye] for a, _ in pairs]
+        drawn = [iris_position(pts, eye)[0] for _, pts in pairs]
+        assert np.allclose(asked, drawn, atol=2e-3)  # the irises really are where the sweep says
+        assert min(asked) <= -0.15 and max(asked) >= 0.15
+
+
 def test_auto_preset_is_full_with_a_gpu_and_cpu_for_a_student():
     from training.commands import auto_preset
 
