@@ -296,43 +296,47 @@ class Retargeter:
         return pose_from_parameters(kept, float(pose.translation[2]))
 
 
+def _nearest_typical_pose(poses: np.ndarray) -> int:
+    """Index of the (F, 3) yaw, pitch, roll (degrees) nearest their per-angle median,
+    each angle counted against its spread (p10-p90, at least 3°)."""
+    spread = np.maximum(np.percentile(poses, 90, axis=0) - np.percentile(poses, 10, axis=0), 3.0)
+    return int(np.argmin((np.abs(poses - np.median(poses, axis=0)) / spread).sum(axis=1)))
+
+
 def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: bool = False) -> np.ndarray:
     """A person's neutral face from many frames of them, (F, 478, 3) pixels.
 
     Picks the frames nearest to rest (mouth closed; eyes, brows, mouth width and
     head pose at their typical closed-mouth values; eyes looking ahead, not crossed),
-    aligns them to the most typical one on the stable points and takes the per-point
+    aligns them to the most restful one on the stable points and takes the per-point
     median, placed where that frame was. ``keep`` is the fraction of frames used.
 
-    ``typical_pose``, for a target: the head pose at rest is the clip's typical one
-    (yaw, pitch and roll), talking or not, and the neutral is placed at the pose of the
-    chosen frame nearest it. Live puts the target at its neutral while the driver sits
-    at their own, so that must be the middle of the poses its generator learned, not a
-    turn at their edge (d6 rests its closed mouth turned 5° one way; the pose limits
-    then left it 1.6° of room that way and 12.6° the other). A driver's neutral keeps
-    the pose of their most restful frame: what they hold while live calibrates.
+    ``typical_pose``, for a target: the same resting face, but aligned to (placed at)
+    the frame whose head pose (yaw, pitch, roll) is nearest the clip's median pose,
+    talking or not. Live puts the target at its neutral while the driver sits at their
+    own, so that must be the middle of the poses its generator learned, not a turn at
+    their edge (d6 rests its closed mouth turned 5° one way; the pose limits then left
+    it 1.6° of room that way and 12.6° the other). A driver's neutral keeps the pose of
+    their most restful frame: what they hold while live calibrates.
     Returns (478, 3) float32 pixels.
     """
     faces = np.asarray(faces_px, dtype=np.float64)
     if faces.ndim != 3 or faces.shape[1:] != (T.NUM_LANDMARKS, 3) or len(faces) == 0:
         raise ValueError(f"estimate_neutral needs (F, 478, 3) faces, got {faces.shape}")
     ref = base_face()
-    feats = []
+    feats, poses = [], []
     for f in faces:
         e = expression(f)
-        pose = fit_similarity(ref[T.STABLE_POINTS], f[T.STABLE_POINTS])
-        yaw, pitch, roll = rotation_angles(pose.rotation)
-        feats.append((e.mouth_open, e.eye_open, e.brow_height, e.mouth_width, yaw, pitch, roll)[: 7 if typical_pose else 6])
-    feats = np.array(feats)
+        poses.append(rotation_angles(fit_similarity(ref[T.STABLE_POINTS], f[T.STABLE_POINTS]).rotation))  # yaw, pitch, roll
+        feats.append((e.mouth_open, e.eye_open, e.brow_height, e.mouth_width, *poses[-1][:2]))
+    feats, poses = np.array(feats), np.array(poses)
     # Rest is judged among the closed-mouth frames: when most of a clip is expressive
     # (smiling, talking), the clip-wide median is not a resting face.
     closed = feats[:, 0] <= np.quantile(feats[:, 0], 0.3)
     rest = np.median(feats[closed], axis=0)
-    if typical_pose:
-        rest[4:] = np.median(feats[:, 4:], axis=0)
     # Each feature's deviation counts relative to its spread in the clip, floored so a
     # feature that hardly varies (a still head) cannot dominate through tiny noise.
-    floor = np.array([0.05, 0.03, 0.03, 0.03, 3.0, 3.0, 3.0])[: feats.shape[1]]
+    floor = np.array([0.05, 0.03, 0.03, 0.03, 3.0, 3.0])
     spread = np.maximum(np.percentile(feats, 90, axis=0) - np.percentile(feats, 10, axis=0), floor)
     dev = np.abs(feats - rest) / spread
     dev[:, 0] = feats[:, 0] / spread[0]  # mouth openness counts from zero
@@ -343,7 +347,7 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     score = dev.sum(axis=1) + np.maximum(sig["vergence"] - 0.05, 0) / 0.1 + np.abs(sig["gaze"]) / 0.15
     n = max(1, int(round(len(faces) * keep)))
     chosen = np.argsort(score)[:n]
-    anchor = faces[chosen[np.argmin(dev[chosen, 4:].sum(axis=1))] if typical_pose else chosen[0]]
+    anchor = faces[_nearest_typical_pose(poses) if typical_pose else chosen[0]]
     aligned = [fit_similarity(f[T.STABLE_POINTS], anchor[T.STABLE_POINTS]).apply(f) for f in faces[chosen]]
     neutral = np.median(np.stack(aligned), axis=0)
     # A per-point median of irises mixes gazes: place each iris at the median position

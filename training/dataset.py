@@ -36,7 +36,7 @@ from models.files import confined, read_record, sha256_file
 from models.video import frames, open_video
 
 MANIFEST_VERSION = 1
-BUILDER_VERSION = 4  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png; 3: a neutral that looks ahead; 4: the neutral at the clip's typical head pose)
+BUILDER_VERSION = 5  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png; 3: a neutral that looks ahead; 4: the neutral at the clip's typical head pose; 5: ...with the mouth of its most restful frames)
 DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
 
 
