@@ -330,7 +330,10 @@ def test_the_gaze_sweep_spans_what_either_eye_covers():
         asked = [a[eye] for a, _ in pairs]
         drawn = [iris_position(pts, eye)[0] for _, pts in pairs]
         assert np.allclose(asked, drawn, atol=2e-3)  # the irises really are where the sweep says
-        assert min(asked) <= -0.15 and max(asked) >= 0.15
+        (lo, hi), _ = cover.gaze[eye]
+        reach = (lo - 0.1, hi + 0.1)  # what live may ask of this eye (SKETCH_MARGIN past its range)
+        assert min(asked) <= max(-0.15, reach[0]) + 1e-9 and max(asked) >= min(0.15, reach[1]) - 1e-9
+        assert reach[0] - 1e-9 <= min(asked) and max(asked) <= reach[1] + 1e-9
 
 
 def test_auto_preset_is_full_with_a_gpu_and_cpu_for_a_student():

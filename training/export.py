@@ -24,7 +24,7 @@ from models.artifact import (INFERENCE_FORM, ModelDir, check_model_path, load_ge
                              write_model_json)
 from models.files import atomic_path
 from models.pixels import images_to_tensor, tensor_to_images
-from models.retarget import EYES, GazeResponse, iris_position, place_iris
+from models.retarget import EYES, SKETCH_MARGIN, GazeResponse, iris_position, place_iris
 from models.sketch import render_sketch
 from models.unet import for_inference
 from models.errors import ModelError
@@ -226,17 +226,18 @@ def gaze_sweep(contract, steps: int = 7) -> list[tuple[dict, np.ndarray]]:
     across its own range and past it (``SKETCH_MARGIN``), and a generator follows a
     small iris move less than a large one. Fitted on the shared part alone (0.09 eye
     widths on d6), the gain came out 0.41-0.55 for an eye that follows live's sketches
-    at 0.79, or the fit failed outright."""
+    at 0.79, or the fit failed outright. No eye is asked for more than live would ask
+    of it: its own range, ``SKETCH_MARGIN`` past either end."""
     neutral = contract.neutral_px.astype(np.float64)
-    cover = contract.coverage.gaze if contract.coverage is not None else None
-    lo = min(cover[eye][0][0] for eye in EYES) if cover else -0.1
-    hi = max(cover[eye][0][1] for eye in EYES) if cover else 0.1
+    cover = contract.coverage.gaze if contract.coverage is not None else {eye: ((-0.1, 0.1), (0.0, 0.0)) for eye in EYES}
+    lo, hi = min(cover[eye][0][0] for eye in EYES), max(cover[eye][0][1] for eye in EYES)
+    reach = {eye: (cover[eye][0][0] - SKETCH_MARGIN, cover[eye][0][1] + SKETCH_MARGIN) for eye in EYES}
     rings = {eye: neutral[EYES[eye][1]] - neutral[EYES[eye][0]] for eye in EYES}
     out = []
     for gaze in np.linspace(lo, hi, steps):
         for vergence in (-0.06, 0.0, 0.06):
             # right eye: + is toward the nose; left eye: + is away from it
-            asked = {"right": float(gaze + vergence / 2), "left": float(gaze - vergence / 2)}
+            asked = {eye: float(np.clip(gaze + side * vergence / 2, *reach[eye])) for eye, side in (("right", 1), ("left", -1))}
             pts = neutral.copy()
             for eye in EYES:
                 place_iris(pts, eye, np.array([asked[eye], iris_position(neutral, eye)[1]]), rings[eye])
