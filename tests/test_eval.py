@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.puppet import DRIVER_SHAPE, TARGET_SHAPE, PuppetScript
 from reenact import eval as ev
@@ -24,6 +26,28 @@ def test_a_perfect_copy_scores_perfectly_and_a_late_one_shows_its_lag():
     assert same["vergence_error"] == 0 and same["jitter_ratio"] == pytest.approx(1.0) and same["detection_rate"] == 1
     late = ev.compare(drv[2:], drv[:-2], target, 30.0)  # output frame i shows driver frame i - 2
     assert late["mouth_lag_frames"] == 2 and late["yaw_lag_frames"] == 2
+
+
+def slow_turn_with_motion(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A head that turns slowly across the clip, with small quick movements on top."""
+    t = np.arange(n + 20)
+    quick = np.convolve(rng.normal(size=n + 20), np.ones(3) / 3, mode="same")
+    return 0.1 * np.sin(2 * np.pi * t / (n * rng.uniform(1.5, 3))) + 0.004 * quick
+
+
+@settings(max_examples=40, deadline=None)
+@given(delay=st.integers(0, 3), seed=st.integers(0, 10**6))
+def test_lag_finds_the_delay_under_a_slow_drift_of_the_output_s_own(delay, seed):
+    # What a generator does: the output follows the driver `delay` frames late, plus a
+    # slow error of its own (it draws a turn a little off for a while) and some noise.
+    # The levels of such a pair correlate almost equally at every shift; the delay is
+    # where their changes line up.
+    rng = np.random.default_rng(seed)
+    n = 300
+    driver = slow_turn_with_motion(n, rng)
+    drift = 0.03 * np.sin(2 * np.pi * np.arange(n + 20) / rng.uniform(60, 200) + rng.uniform(0, 6.3))
+    output = np.roll(driver, delay) + drift + 0.002 * rng.normal(size=n + 20)
+    assert ev._lag(driver[10:-10], output[10:-10]) == delay
 
 
 def test_missing_output_faces_lower_the_detection_rate():
