@@ -13,9 +13,10 @@ are measured in that person's inter-ocular distance (IOD). Then, per driver fram
    corner travel to mouth width), so a blink closes the target's eye exactly.
 3. Target = target neutral + expression, in target IODs.
 4. Gaze is not an offset: each iris is placed at the driver's *normalised* position
-   inside the eye (eye widths from the eye's centre), clamped to the range the target's
-   clip shows outside its crossed-eye stretches (``Coverage.gaze``). So a target whose
-   clip or neutral has crossed eyes still looks where the driver looks. Where the model
+   inside the eye (eye widths from the eye's centre). The gaze (the two irises' mean)
+   is clamped to the range the target's clip shows outside its crossed-eye stretches
+   (``Coverage.gaze``), and the driver's vergence is kept. So a target whose clip or
+   neutral has crossed eyes still looks where the driver looks. Where the model
    records how its generator draws a horizontal iris position (``GazeResponse``,
    measured at export), the clamp applies to the output's iris, and the sketch asks for
    the position that makes the output's iris land there.
@@ -265,6 +266,7 @@ class Retargeter:
         n = self.target.neutral
         self._rings = {eye: n[EYES[eye][1]] - n[EYES[eye][0]] for eye in EYES}
         self._gaze = coverage.gaze if coverage is not None else {eye: GAZE_DEFAULT for eye in EYES}
+        self._gaze_x = tuple(float(np.mean([self._gaze[eye][0][i] for eye in EYES])) for i in (0, 1))  # the gaze's range
         self.limited: dict[str, float] = {}
 
     @per_frame
@@ -276,15 +278,27 @@ class Retargeter:
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
         free = pose.invert(d)
         target = self.target.neutral + self._g * (free - self.driver.neutral)
-        for eye, ((xlo, xhi), (ylo, yhi)) in self._gaze.items():
-            x, y = iris_position(free, eye)
-            # The *output's* iris stays within the target's range; the sketch asks for the
-            # position the generator draws there, at most SKETCH_MARGIN past what it was
-            # trained on (it extrapolates cleanly that far).
-            x = np.clip(response.sketch_x(eye, np.clip(x, xlo, xhi)), xlo - SKETCH_MARGIN, xhi + SKETCH_MARGIN)
-            place_iris(target, eye, np.array([x, np.clip(y, ylo, yhi)]), self._rings[eye])
+        self._place_irises(target, free, response)
         target = self._limit(_scale_similarity(pose, self.gains.head_motion)).apply(target)
         return self.target.to_pixels(target).astype(np.float32)
+
+    def _place_irises(self, target: np.ndarray, free: np.ndarray, response: GazeResponse) -> None:
+        """Put each iris of ``target`` (in place) where the driver's sits in its eye.
+
+        The *gaze* (the two irises' mean) is held within the target's range, shifting
+        both irises alike, and the driver's vergence is kept. Clamping each eye to its
+        own range instead would cross the eyes: a target's two ranges are offset by its
+        own look (d6's by +0.09 eye widths, slightly crossed), while a driver looking
+        ahead reads -0.05 to -0.09, so one eye of theirs sits past its range in most
+        frames, and looking aside both do. The sketch then asks for the position that
+        makes the generator draw each iris there, at most SKETCH_MARGIN past what it was
+        trained on (it extrapolates cleanly that far)."""
+        pos = {eye: iris_position(free, eye) for eye in EYES}
+        gaze = (pos["right"][0] + pos["left"][0]) / 2
+        shift = float(np.clip(gaze, *self._gaze_x)) - gaze
+        for eye, ((xlo, xhi), (ylo, yhi)) in self._gaze.items():
+            x = np.clip(response.sketch_x(eye, pos[eye][0] + shift), xlo - SKETCH_MARGIN, xhi + SKETCH_MARGIN)
+            place_iris(target, eye, np.array([x, np.clip(pos[eye][1], ylo, yhi)]), self._rings[eye])
 
     def _limit(self, pose: Similarity) -> Similarity:
         """The pose with each parameter softly kept within the target's coverage."""

@@ -77,6 +77,24 @@ def test_gaze_is_kept_within_what_the_target_shows():
 ANY_POSE = {k: (-1e9, 1e9) for k in ("yaw", "pitch", "roll", "tx", "ty", "scale")}
 
 
+@settings(max_examples=60, deadline=None)
+@given(gaze=st.floats(-0.4, 0.4), vergence=st.floats(-0.12, 0.06))
+def test_the_drivers_vergence_is_kept_on_a_target_whose_eyes_ranges_are_offset(gaze, vergence):
+    """A target whose clip looks slightly crossed (its right iris ranges further right
+    than its left), driven by someone with their own vergence, looking anywhere: the
+    output's gaze is the driver's held within the target's range, its vergence the
+    driver's. Clamping each eye to its own range would cross the eyes."""
+    cover = Coverage(gaze={"right": ((-0.06, 0.12), (-0.1, 0.1)), "left": ((-0.15, 0.03), (-0.1, 0.1))}, pose=ANY_POSE)
+    dn = face(shape=WIDE, iod=80)
+    driver = look(dn, gaze + vergence / 2, gaze - vergence / 2)
+    sketch = Retargeter(face(iod=120), dn, coverage=cover).retarget(driver)
+    out = viewer_signals(sketch[None])
+    assert out["vergence"][0] == pytest.approx(vergence, abs=0.01)
+    assert out["gaze"][0] == pytest.approx(np.clip(gaze, -0.105, 0.075), abs=0.01)
+    for eye, ((lo, hi), _) in cover.gaze.items():  # never further than the generator extrapolates
+        assert lo - SKETCH_MARGIN - 1e-6 <= iris_position(sketch, eye)[0] <= hi + SKETCH_MARGIN + 1e-6
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.floats(0.6, 1.5), st.floats(-0.04, 0.04), st.floats(-0.1, 0.1), st.floats(-0.1, 0.1))
 def test_with_a_gaze_response_the_drawn_iris_lands_where_the_drivers_is(gain, offset, right, left):
