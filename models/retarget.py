@@ -48,6 +48,7 @@ POSE_KEYS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 CROSSED = 0.1  # vergence (eye widths) above which a frame counts as crossed-eyed
 GAZE_DEFAULT = ((-0.22, 0.22), (-0.12, 0.12))  # iris range (x, y) when a model records none
 SKETCH_MARGIN = 0.1  # eye widths a sketch's iris may go past the target's range to make the output reach it
+TARGET_MOUTH_UNIT = 0.05  # IODs of lip gap that count, in a target's rest score, as much as a feature's whole spread
 
 
 class CanonicalFrame:
@@ -330,8 +331,14 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     talking or not. Live puts the target at its neutral while the driver sits at their
     own, so that must be the middle of the poses its generator learned, not a turn at
     their edge (d6 rests its closed mouth turned 5° one way; the pose limits then left
-    it 1.6° of room that way and 12.6° the other). A driver's neutral keeps the pose of
-    their most restful frame: what they hold while live calibrates.
+    it 1.6° of room that way and 12.6° the other). Its lips must be closed where the clip
+    shows them closed: in a clip that is open-mouthed most of the time, lips 0.1 IOD apart
+    scored as rest against the wide spread of mouth openness, and the median of the 30 %
+    most restful frames parted d6's lips 0.109 IOD, so every closed-mouth driver showed
+    the target with parted lips. So a target's mouth counts in absolute units
+    (``TARGET_MOUTH_UNIT``), and its dataset builder keeps fewer frames (``keep``).
+    A driver's neutral keeps the pose of their most restful frame: what they hold while
+    live calibrates.
     Returns (478, 3) float32 pixels.
     """
     faces = np.asarray(faces_px, dtype=np.float64)
@@ -353,7 +360,8 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     floor = np.array([0.05, 0.03, 0.03, 0.03, 3.0, 3.0])
     spread = np.maximum(np.percentile(feats, 90, axis=0) - np.percentile(feats, 10, axis=0), floor)
     dev = np.abs(feats - rest) / spread
-    dev[:, 0] = feats[:, 0] / spread[0]  # mouth openness counts from zero
+    # Mouth openness counts from zero; for a target, absolutely (see the docstring).
+    dev[:, 0] = feats[:, 0] / (TARGET_MOUTH_UNIT if typical_pose else spread[0])
     # A resting face looks ahead: crossed eyes and a sideways gaze count against a frame,
     # absolutely, not relative to the clip (a clip can be crossed-eyed most of the time).
     # Mildly: the irises are placed from looking-ahead frames below anyway.

@@ -232,6 +232,20 @@ def test_estimate_neutral_ignores_expressive_frames():
     assert np.abs(n - face()).mean() < 0.5
 
 
+def test_a_target_open_mouthed_most_of_the_time_gets_closed_lips_where_its_clip_shows_them():
+    """Like d6: the clip talks or gapes in most frames, parts the lips a little in many,
+    and closes them in about one in eight. The target's neutral (as the dataset builder
+    makes it) has closed lips, so a driver's closed mouth closes the target's."""
+    from training.dataset import TARGET_NEUTRAL_KEEP
+
+    rng = np.random.default_rng(7)
+    closed = [face(PuppetPose(brow=rng.uniform(0, 0.1), smile=rng.uniform(0, 0.1)), iod=100) for _ in range(12)]
+    parted = [face(PuppetPose(jaw=rng.uniform(0.1, 0.25)), iod=100) for _ in range(30)]  # 0.05-0.09 IOD apart
+    talking = [face(PuppetPose(jaw=rng.uniform(0.3, 0.9), smile=rng.uniform(0, 1)), iod=100) for _ in range(58)]
+    n = estimate_neutral(np.stack(closed + parted + talking), keep=TARGET_NEUTRAL_KEEP, typical_pose=True)
+    assert expression(n).mouth_open < 0.01
+
+
 def test_a_targets_neutral_sits_at_its_clips_typical_head_pose():
     """A target that rests its closed mouth turned and tilted to one side, and talks
     facing the camera: its neutral faces the camera (the middle of the poses its
