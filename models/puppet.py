@@ -75,6 +75,13 @@ def _split_loop(loop_name: str, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return np.array(up, dtype=np.intp), np.array(low, dtype=np.intp)
 
 
+def jaw_opening() -> np.ndarray:
+    """(478, 3) float64: how a face's points move as its mouth opens (the puppet's jaw),
+    in inter-ocular distances per inter-ocular distance of inner-lip gap."""
+    jaw = _deformers()["jaw"]
+    return jaw / (jaw[T.LOWER_LIP_INNER, 1] - jaw[T.UPPER_LIP_INNER, 1])
+
+
 @cache
 def _deformers() -> dict[str, np.ndarray]:
     """Per-landmark displacement fields (478, 3) for unit jaw/smile/blink/brow, in IOD units."""

@@ -11,7 +11,10 @@ are measured in that person's inter-ocular distance (IOD). Then, per driver fram
    by the user's gains, and by the ratio of the two faces' own feature sizes where a
    delta is naturally relative to the feature (eyelid travel to eye height, mouth
    corner travel to mouth width), so a blink closes the target's eye exactly.
-3. Target = target neutral + expression, in target IODs.
+3. Target = target neutral + expression, in target IODs. The mouth's opening is the
+   exception: it is not a change from the driver's neutral but the driver's inner-lip
+   gap itself (moved by a jaw-drop field), so closed lips close the target's even when
+   the driver calibrated mid-sentence.
 4. Gaze is not an offset: each iris is placed at the driver's *normalised* position
    inside the eye (eye widths from the eye's centre). The gaze (the two irises' mean)
    is clamped to the range the target's clip shows outside its crossed-eye stretches
@@ -40,6 +43,7 @@ from models import topology as T
 from models.faces import base_face
 from models.geometry import Similarity, expression, fit_similarity, interocular, rotation_angles, rotation_from_angles, viewer_signals
 from models.hotpath import per_frame
+from models.puppet import jaw_opening
 
 # (iris centre, its ring of 4 points, eye corner on the image's left, on its right)
 EYES = {"right": (T.RIGHT_IRIS_CENTER, slice(469, 473), T.RIGHT_EYE_OUTER, T.RIGHT_EYE_INNER),
@@ -264,6 +268,12 @@ class Retargeter:
         self.driver = CanonicalFrame(driver_neutral_px)
         self.gains, self.coverage, self.response = gains, coverage, response
         self._g = gains.per_point() * _feature_ratios(self.target.neutral, self.driver.neutral)
+        # The mouth opens from closed, as far as the driver's, whatever the two neutrals
+        # show: a driver who calibrates mid-sentence (d3's first second: lips 0.083 IOD
+        # apart) would otherwise close the target's lips past each other when theirs
+        # close, and a target whose neutral is parted would never close them.
+        gap = lambda n: float(n[T.LOWER_LIP_INNER, 1] - n[T.UPPER_LIP_INNER, 1])  # noqa: E731
+        self._mouth = jaw_opening() * (gains.mouth * gap(self.driver.neutral) - gap(self.target.neutral))
         n = self.target.neutral
         self._rings = {eye: n[EYES[eye][1]] - n[EYES[eye][0]] for eye in EYES}
         self._gaze = coverage.gaze if coverage is not None else {eye: GAZE_DEFAULT for eye in EYES}
@@ -278,7 +288,7 @@ class Retargeter:
         d = self.driver.to_canonical(driver_px)
         pose = fit_similarity(self.driver.neutral[T.STABLE_POINTS], d[T.STABLE_POINTS])
         free = pose.invert(d)
-        target = self.target.neutral + self._g * (free - self.driver.neutral)
+        target = self.target.neutral + self._g * (free - self.driver.neutral) + self._mouth
         self._place_irises(target, free, response)
         target = self._limit(_scale_similarity(pose, self.gains.head_motion)).apply(target)
         return self.target.to_pixels(target).astype(np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.puppet import FaceShape, PuppetPose, place, puppet_points
+from models.puppet import FaceShape, PuppetPose, jaw_opening, place, puppet_points
 from models import topology as T
 from models.geometry import expression, head_pose, interocular
 from hypothesis import given, settings
@@ -37,13 +37,16 @@ IRISES = np.r_[468:478]
 
 @pytest.mark.parametrize("driver_shape", [TARGET, WIDE, LONG])
 def test_a_neutral_driver_gives_exactly_the_target_neutral(driver_shape):
-    """Exactly the target's neutral, but for the gaze: each iris sits where the
-    driver's sits in its own eye (in eye widths), not where the target's neutral had it."""
+    """Exactly the target's neutral, but for the gaze and the mouth's opening: each iris
+    sits where the driver's sits in its own eye (in eye widths), not where the target's
+    neutral had it, and the lips are as far apart as the driver's (in IODs)."""
     tn = face(iod=120, centre=(300, 200))
     dn = face(shape=driver_shape, iod=80, centre=(250, 260))
     out = Retargeter(tn, dn).retarget(dn)
-    rest = np.setdiff1d(np.arange(478), IRISES)
+    jaw = np.flatnonzero(np.abs(jaw_opening()).max(axis=1) > 0)
+    rest = np.setdiff1d(np.arange(478), np.r_[IRISES, jaw])
     assert np.abs(out[rest] - tn[rest]).max() < 1e-3
+    assert expression(out).mouth_open == pytest.approx(expression(dn).mouth_open, abs=1e-3)
     for eye in EYES:
         assert iris_position(out, eye) == pytest.approx(iris_position(dn, eye), abs=0.01)  # 1 % of an eye width
 
@@ -214,6 +217,17 @@ def test_head_turn_is_applied_around_the_target_head(pose):
     assert np.abs(out - direct)[:, :2].mean() < 0.1 * 120
 
 
+@pytest.mark.parametrize("calibrated_jaw", [0.0, 0.15, 0.3])
+def test_the_targets_lips_part_as_far_as_the_drivers_whatever_their_neutral(calibrated_jaw):
+    """A driver who calibrates mid-sentence (lips apart), then closes them: the target's
+    close too, not past each other; and open as far as the driver's, in IODs."""
+    gap = lambda p: float(p[T.LOWER_LIP_INNER, 1] - p[T.UPPER_LIP_INNER, 1]) / interocular(p)  # noqa: E731
+    r = Retargeter(face(iod=120), face(PuppetPose(jaw=calibrated_jaw), shape=WIDE, iod=80))
+    for jaw in (0.0, 0.2, 0.6):
+        driver = face(PuppetPose(jaw=jaw), shape=WIDE, iod=80)
+        assert gap(r.retarget(driver)) == pytest.approx(gap(driver), abs=0.005)
+
+
 def test_gains_scale_each_region():
     tn, dn = face(iod=100), face(iod=100)
     d = face(PuppetPose(jaw=0.5))
@@ -277,9 +291,9 @@ def test_real_driver_onto_real_target(clips_dir):
     o = np.array([proportions(p) for p in out])
     # The output's face shape stays the target's: closer to it than to the driver's.
     assert np.median(np.abs(o[:, 0] - t_w)) < 0.5 * abs(d_w - t_w) + 0.02
-    # The mouth opens as the driver's does, relative to each one's neutral, in IODs.
+    # The mouth opens as far as the driver's, in IODs (d10 calibrates mid-sentence).
     gap = lambda p: float(p[T.LOWER_LIP_INNER, 1] - p[T.UPPER_LIP_INNER, 1]) / interocular(p)  # noqa: E731
-    open_d = np.array([gap(p) for p in driver]) - gap(dn)
-    open_o = np.array([gap(p) for p in out]) - gap(tn)
+    open_d = np.array([gap(p) for p in driver])
+    open_o = np.array([gap(p) for p in out])
     assert np.corrcoef(open_d, open_o)[0, 1] > 0.95
     assert np.median(np.abs(open_o - open_d)) < 0.03
