@@ -341,12 +341,9 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     talking or not. Live puts the target at its neutral while the driver sits at their
     own, so that must be the middle of the poses its generator learned, not a turn at
     their edge (d6 rests its closed mouth turned 5° one way; the pose limits then left
-    it 1.6° of room that way and 12.6° the other). Its lips must be closed where the clip
-    shows them closed: in a clip that is open-mouthed most of the time, lips 0.1 IOD apart
-    scored as rest against the wide spread of mouth openness, and the median of the 30 %
-    most restful frames parted d6's lips 0.109 IOD, so every closed-mouth driver showed
-    the target with parted lips. So a target's mouth counts in absolute units
-    (``TARGET_MOUTH_UNIT``), and its dataset builder keeps fewer frames (``keep``).
+    it 1.6° of room that way and 12.6° the other). Its lips are closed where its clip
+    shows them closed: its mouth counts in absolute units (``TARGET_MOUTH_UNIT``; against
+    d6's wide spread, lips 0.109 IOD apart passed for rest), and the builder keeps less.
     A driver's neutral keeps the pose of their most restful frame: what they hold while
     live calibrates.
     Returns (478, 3) float32 pixels.
