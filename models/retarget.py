@@ -52,6 +52,7 @@ POSE_KEYS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 CROSSED = 0.1  # vergence (eye widths) above which a frame counts as crossed-eyed
 GAZE_DEFAULT = ((-0.22, 0.22), (-0.12, 0.12))  # iris range (x, y) when a model records none
 SKETCH_MARGIN = 0.1  # eye widths a sketch's iris may go past the target's range to make the output reach it
+CLOSED_SLACK = 0.005  # IODs of lip gap within which a mouth counts as closed as the most closed one
 TARGET_MOUTH_UNIT = 0.05  # IODs of lip gap that count, in a target's rest score, as much as a feature's whole spread
 
 
@@ -360,7 +361,9 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     feats, poses = np.array(feats), np.array(poses)
     # Rest is judged among the closed-mouth frames: when most of a clip is expressive
     # (smiling, talking), the clip-wide median is not a resting face.
-    closed = feats[:, 0] <= np.quantile(feats[:, 0], 0.3)
+    # Lips within CLOSED_SLACK of the most closed are closed too: else noise on shut lips
+    # picks the third (d9's calibration second: a blink at 0.001 IOD against 0.002).
+    closed = feats[:, 0] <= max(np.quantile(feats[:, 0], 0.3), feats[:, 0].min() + CLOSED_SLACK)
     rest = np.median(feats[closed], axis=0)
     # Each feature's deviation counts relative to its spread in the clip, floored so a
     # feature that hardly varies (a still head) cannot dominate through tiny noise.

@@ -246,6 +246,16 @@ def test_estimate_neutral_ignores_expressive_frames():
     assert np.abs(n - face()).mean() < 0.5
 
 
+def test_a_blink_while_live_calibrates_does_not_shut_the_drivers_neutral_eyes():
+    """d9's first second: lips shut throughout, and a blink in nine frames whose lips
+    Face Mesh reads 0.001 IOD more closed. The neutral keeps the eyes open."""
+    rng = np.random.default_rng(9)
+    still = [face(PuppetPose(jaw=rng.uniform(0.003, 0.008)), iod=100) for _ in range(22)]  # lips 0.001-0.003 IOD apart
+    blink = [face(PuppetPose(jaw=rng.uniform(0.0, 0.002), blink=1.0), iod=100) for _ in range(9)]
+    n = estimate_neutral(np.stack(still[:10] + blink + still[10:]))
+    assert expression(n).eye_open == pytest.approx(expression(still[0]).eye_open, abs=0.01)
+
+
 def test_a_target_open_mouthed_most_of_the_time_gets_closed_lips_where_its_clip_shows_them():
     """Like d6: the clip talks or gapes in most frames, parts the lips a little in many,
     and closes them in about one in eight. The target's neutral (as the dataset builder
