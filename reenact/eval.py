@@ -264,7 +264,7 @@ def compare(drv_pts: list, out_pts: list, target_neutral: np.ndarray, fps: float
     result = {"frames": len(drv_pts), "detection_rate": round(sum(p is not None for p in out_pts) / len(out_pts), 4)}
     for name in SIGNALS:
         result[f"{name}_r"] = round(_pearson(sd[name], so[name]), 4)
-        result[f"{name}_lag_frames"] = _lag(sd[name], so[name])
+        result[f"{name}_lag_frames"] = _lag(sd[name], so[name], np.asarray(both))
         result[f"{name}_std_driver"] = round(float(np.std(sd[name])), 4)  # how much the driver moves it: r means little near 0
     result["vergence_error"] = round(float(np.mean(np.abs(so["vergence"] - sd["vergence"]))), 4)
     result["vergence_median_output"] = round(float(np.median(so["vergence"])), 4)
@@ -283,9 +283,11 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _lag(driver: np.ndarray, output: np.ndarray) -> int:
+def _lag(driver: np.ndarray, output: np.ndarray, frames: np.ndarray | None = None) -> int:
     """Frames by which ``output`` trails ``driver``: the shift in ±MAX_LAG at which their
     frame-to-frame *changes* correlate best (Pearson r over the overlapping frames).
+    ``frames``: each value's frame number, where frames without a face were left out;
+    a change is only taken between neighbouring frames, and shifts are in frames.
 
     Changes, not levels: a signal that drifts slowly (a head that turns once over the
     clip) correlates almost as well at every shift, so the peak of its levels lands
@@ -293,12 +295,19 @@ def _lag(driver: np.ndarray, output: np.ndarray) -> int:
     *ahead* of the driver, which no live pipeline can be. Its changes peak where the
     motion lines up, and a real delay (smoothing, a late frame) moves that peak by as
     many frames as it moves the levels."""
-    driver, output = np.diff(np.asarray(driver, np.float64)), np.diff(np.asarray(output, np.float64))
+    frames = np.arange(len(driver)) if frames is None else np.asarray(frames)
+    levels = np.full((2, int(frames[-1]) + 1 if len(frames) else 0), np.nan)
+    levels[:, frames] = driver, output
+    driver, output = np.diff(levels, axis=1)  # NaN where a frame is missing
     n = len(driver)
     if n <= 2 * MAX_LAG + 10:
         return 0
     core = slice(MAX_LAG, n - MAX_LAG)
-    corr = [_pearson(driver[core], output[MAX_LAG + k : n - MAX_LAG + k]) for k in range(-MAX_LAG, MAX_LAG + 1)]
+    corr = []
+    for k in range(-MAX_LAG, MAX_LAG + 1):
+        a, b = driver[core], output[MAX_LAG + k : n - MAX_LAG + k]
+        ok = np.isfinite(a) & np.isfinite(b)
+        corr.append(_pearson(a[ok], b[ok]) if ok.sum() >= 10 else float("nan"))
     return int(np.nanargmax(corr)) - MAX_LAG if not np.all(np.isnan(corr)) else 0
 
 

@@ -50,6 +50,19 @@ def test_lag_finds_the_delay_under_a_slow_drift_of_the_output_s_own(delay, seed)
     assert ev._lag(driver[10:-10], output[10:-10]) == delay
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_lag_counts_frames_not_faces_across_frames_without_a_face(seed):
+    """Frames where no face was found are left out of the signals; the delay is still
+    counted in frames, and no change is taken across a missing frame. (Counted in
+    faces, with half the frames missing, it came out right in 0 of 40 seeds.)"""
+    rng = np.random.default_rng(seed)
+    driver = slow_turn_with_motion(300, rng)
+    output = np.roll(driver, 2) + 0.001 * rng.normal(size=len(driver))
+    kept = np.sort(rng.choice(len(driver), size=len(driver) // 2, replace=False))
+    assert ev._lag(driver[kept], output[kept], kept) == 2
+
+
 def test_missing_output_faces_lower_the_detection_rate():
     drv = stream(40)
     out = [p if i % 4 else None for i, p in enumerate(drv)]
