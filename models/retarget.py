@@ -29,13 +29,15 @@ are measured in that person's inter-ocular distance (IOD). Then, per driver fram
    how much the last frame exceeded them.
 6. Map out of the target's canonical frame into its image.
 
-So a driver at rest yields exactly the target's neutral (up to its gaze), and features
+So a driver at rest yields exactly the target's neutral (up to its gaze, and its lips
+parted as far as the driver's), and features
 keep their IOD-relative size: a driver's mouth open by 0.4 IOD opens the target's by
 0.4 of the target's IOD, whatever the two faces' shapes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -53,6 +55,7 @@ CROSSED = 0.1  # vergence (eye widths) above which a frame counts as crossed-eye
 GAZE_DEFAULT = ((-0.22, 0.22), (-0.12, 0.12))  # iris range (x, y) when a model records none
 SKETCH_MARGIN = 0.1  # eye widths a sketch's iris may go past the target's range to make the output reach it
 CLOSED_SLACK = 0.005  # IODs of lip gap within which a mouth counts as closed as the most closed one
+JAW_PER_GAP = 0.5  # IODs the chin drops per IOD the lips part (fitted on the clips: d6 0.38, d10 0.50, d3 0.81)
 TARGET_MOUTH_UNIT = 0.05  # IODs of lip gap that count, in a target's rest score, as much as a feature's whole spread
 
 
@@ -79,7 +82,8 @@ class CanonicalFrame:
 
 @dataclass(frozen=True)
 class Gains:
-    """Per-region expression gains; 1 transfers the driver's expression as it is."""
+    """Per-region expression gains; 1 transfers the driver's expression as it is. The
+    mouth's gain also scales how far the lips part, from closed: at 0 they stay shut."""
 
     mouth: float = 1.0
     eyes: float = 1.0
@@ -253,6 +257,16 @@ def _feature_ratios(target: np.ndarray, driver: np.ndarray) -> np.ndarray:
     return out
 
 
+@cache
+def _mouth_opening() -> np.ndarray:
+    """(478, 3): how a face's points move, in IODs, as its lips part by one IOD: the
+    puppet's jaw on the lips, and ``JAW_PER_GAP`` of it on the chin and jaw below them
+    (the puppet's chin drops as far as its lower lip)."""
+    field = jaw_opening().copy()
+    field[np.setdiff1d(np.arange(T.NUM_LANDMARKS), T.region_indices()["mouth"])] *= JAW_PER_GAP
+    return field
+
+
 class Retargeter:
     """Maps driver landmarks (pixels of the driver's image) to target landmarks
     (pixels of the target's source video), given both neutral faces and, when known,
@@ -274,7 +288,7 @@ class Retargeter:
         # apart) would otherwise close the target's lips past each other when theirs
         # close, and a target whose neutral is parted would never close them.
         gap = lambda n: float(n[T.LOWER_LIP_INNER, 1] - n[T.UPPER_LIP_INNER, 1])  # noqa: E731
-        self._mouth = jaw_opening() * (gains.mouth * gap(self.driver.neutral) - gap(self.target.neutral))
+        self._mouth = _mouth_opening() * (gains.mouth * gap(self.driver.neutral) - gap(self.target.neutral))
         n = self.target.neutral
         self._rings = {eye: n[EYES[eye][1]] - n[EYES[eye][0]] for eye in EYES}
         self._gaze = coverage.gaze if coverage is not None else {eye: GAZE_DEFAULT for eye in EYES}
@@ -301,7 +315,7 @@ class Retargeter:
         both irises alike, and the driver's vergence is kept. Clamping each eye to its
         own range instead would cross the eyes: a target's two ranges are offset by its
         own look (d6's by +0.09 eye widths, slightly crossed), while a driver looking
-        ahead reads -0.05 to -0.09, so one eye of theirs sits past its range in most
+        ahead reads -0.01 to -0.11, so one eye of theirs sits past its range in most
         frames, and looking aside both do. The sketch then asks for the position that
         makes the generator draw each iris there, at most SKETCH_MARGIN past what it was
         trained on (it extrapolates cleanly that far)."""
