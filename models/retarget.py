@@ -57,6 +57,7 @@ SKETCH_MARGIN = 0.1  # eye widths a sketch's iris may go past the target's range
 CLOSED_SLACK = 0.005  # IODs of lip gap within which a mouth counts as closed as the most closed one
 JAW_PER_GAP = 0.5  # IODs the chin drops per IOD the lips part (fitted on the clips: d6 0.38, d10 0.50, d3 0.81)
 TARGET_MOUTH_UNIT = 0.05  # IODs of lip gap that count, in a target's rest score, as much as a feature's whole spread
+DRIVER_KEEP, TARGET_KEEP = 0.3, 0.1  # share of the frames a neutral is the median of (a target's clip is long)
 
 
 class CanonicalFrame:
@@ -343,22 +344,22 @@ def _nearest_typical_pose(poses: np.ndarray) -> int:
     return int(np.argmin((np.abs(poses - np.median(poses, axis=0)) / spread).sum(axis=1)))
 
 
-def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: bool = False) -> np.ndarray:
+def estimate_neutral(faces_px: np.ndarray, *, target: bool = False, keep: float | None = None) -> np.ndarray:
     """A person's neutral face from many frames of them, (F, 478, 3) pixels.
 
     Picks the frames nearest to rest (mouth closed; eyes, brows, mouth width and
     head pose at their typical closed-mouth values; eyes looking ahead, not crossed),
     aligns them to the most restful one on the stable points and takes the per-point
-    median, placed where that frame was. ``keep`` is the fraction of frames used.
+    median, placed where that frame was. ``keep``: the share of frames used.
 
-    ``typical_pose``, for a target: the same resting face, but aligned to (placed at)
+    ``target``: the same resting face, but aligned to (placed at)
     the frame whose head pose (yaw, pitch, roll) is nearest the clip's median pose,
     talking or not. Live puts the target at its neutral while the driver sits at their
     own, so that must be the middle of the poses its generator learned, not a turn at
     their edge (d6 rests its closed mouth turned 5° one way; the pose limits then left
     it 1.6° of room that way and 12.6° the other). Its lips are closed where its clip
     shows them closed: its mouth counts in absolute units (``TARGET_MOUTH_UNIT``; against
-    d6's wide spread, lips 0.109 IOD apart passed for rest), and the builder keeps less.
+    d6's wide spread, lips 0.109 IOD apart passed for rest), and it keeps its best tenth.
     A driver's neutral keeps the pose of their most restful frame: what they hold while
     live calibrates.
     Returns (478, 3) float32 pixels.
@@ -385,15 +386,15 @@ def estimate_neutral(faces_px: np.ndarray, *, keep: float = 0.3, typical_pose: b
     spread = np.maximum(np.percentile(feats, 90, axis=0) - np.percentile(feats, 10, axis=0), floor)
     dev = np.abs(feats - rest) / spread
     # Mouth openness counts from zero; for a target, absolutely (see the docstring).
-    dev[:, 0] = feats[:, 0] / (TARGET_MOUTH_UNIT if typical_pose else spread[0])
+    dev[:, 0] = feats[:, 0] / (TARGET_MOUTH_UNIT if target else spread[0])
     # A resting face looks ahead: crossed eyes and a sideways gaze count against a frame,
     # absolutely, not relative to the clip (a clip can be crossed-eyed most of the time).
     # Mildly: the irises are placed from looking-ahead frames below anyway.
     sig = viewer_signals(faces)
     score = dev.sum(axis=1) + np.maximum(sig["vergence"] - 0.05, 0) / 0.1 + np.abs(sig["gaze"]) / 0.15
-    n = max(1, int(round(len(faces) * keep)))
+    n = max(1, int(round(len(faces) * (keep if keep is not None else TARGET_KEEP if target else DRIVER_KEEP))))
     chosen = np.argsort(score)[:n]
-    anchor = faces[_nearest_typical_pose(poses) if typical_pose else chosen[0]]
+    anchor = faces[_nearest_typical_pose(poses) if target else chosen[0]]
     aligned = [fit_similarity(f[T.STABLE_POINTS], anchor[T.STABLE_POINTS]).apply(f) for f in faces[chosen]]
     neutral = np.median(np.stack(aligned), axis=0)
     # A per-point median of irises mixes gazes: place each iris at the median position

@@ -265,13 +265,11 @@ def test_a_target_open_mouthed_most_of_the_time_gets_closed_lips_where_its_clip_
     """Like d6: the clip talks or gapes in most frames, parts the lips a little in many,
     and closes them in about one in eight. The target's neutral (as the dataset builder
     makes it) has closed lips, so a driver's closed mouth closes the target's."""
-    from training.dataset import TARGET_NEUTRAL_KEEP
-
     rng = np.random.default_rng(7)
     closed = [face(PuppetPose(brow=rng.uniform(0, 0.1), smile=rng.uniform(0, 0.1)), iod=100) for _ in range(12)]
     parted = [face(PuppetPose(jaw=rng.uniform(0.1, 0.25)), iod=100) for _ in range(30)]  # 0.05-0.09 IOD apart
     talking = [face(PuppetPose(jaw=rng.uniform(0.3, 0.9), smile=rng.uniform(0, 1)), iod=100) for _ in range(58)]
-    n = estimate_neutral(np.stack(closed + parted + talking), keep=TARGET_NEUTRAL_KEEP, typical_pose=True)
+    n = estimate_neutral(np.stack(closed + parted + talking), target=True)
     assert expression(n).mouth_open < 0.01
 
 
@@ -283,7 +281,7 @@ def test_a_targets_neutral_sits_at_its_clips_typical_head_pose():
     resting = [face(PuppetPose(yaw=rng.uniform(-9, -3), roll=rng.uniform(-9, -3)), iod=100) for _ in range(30)]
     talking = [face(PuppetPose(jaw=rng.uniform(0.1, 0.6), yaw=rng.uniform(-3, 3), roll=rng.uniform(-3, 3)), iod=100) for _ in range(70)]
     ref = face(iod=100)
-    n = estimate_neutral(np.stack(resting + talking), typical_pose=True)
+    n = estimate_neutral(np.stack(resting + talking), target=True)
     typical = np.median([head_pose(f, ref) for f in resting + talking], axis=0)  # yaw, pitch, roll
     assert np.abs(np.array(head_pose(n, ref)) - typical).max() < 2.0
     assert np.abs(np.median([head_pose(f, ref) for f in resting], axis=0) - typical).max() > 3.0  # rest is elsewhere

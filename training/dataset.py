@@ -37,7 +37,6 @@ from models.video import frames, open_video
 
 MANIFEST_VERSION = 1
 BUILDER_VERSION = 6  # bump when the builder's output changes, so old datasets are rebuilt (2: plate.png; 3: a neutral that looks ahead; 4: the neutral at the clip's typical head pose; 5: ...with the mouth of its most restful frames; 6: ...closed where the clip shows it closed)
-TARGET_NEUTRAL_KEEP = 0.1  # share of a target's frames its neutral is the median of: its most restful tenth
 DROP_REASONS = ("no_face", "low_confidence", "blurry", "duplicate")
 
 
@@ -251,7 +250,7 @@ def _build(paths: list[Path], infos: list[dict], root: Path, *, dataset: Dataset
     framing = choose_framing(faces_px, tuple(infos[0]["size"]), height=model.size, aspect=sketch.aspect,
                              margin=sketch.margin, headroom=sketch.headroom, multiple=2 ** model.depth)
     spec = SketchSpec(framing.out_size[0], framing.out_size[1], sketch.line_width, sketch.fill_mouth)
-    neutral = estimate_neutral(faces_px, keep=TARGET_NEUTRAL_KEEP, typical_pose=True)  # the middle of what the generator will learn
+    neutral = estimate_neutral(faces_px, target=True)  # the middle of what the generator will learn
     splits = _split(probes, kept, dataset)
     _write_pairs(paths, probes, kept, framing, spec, root, progress)
     np.savez_compressed(root / "landmarks.npz", source_px=faces_px, framed_px=np.stack([framing.apply(f) for f in faces_px]),
