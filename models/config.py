@@ -15,7 +15,7 @@ from typing import Any, Callable, get_type_hints
 
 from models.errors import ConfigError
 
-__all__ = ["ConfigError", "Config", "load_config", "read_panel_settings", "PANEL_KEYS", "PRESETS", "PRESET_TRAINING", "SECTIONS"]
+__all__ = ["ConfigError", "Config", "load_config", "read_panel_settings", "resumed_train_settings", "PANEL_KEYS", "PRESETS", "PRESET_TRAINING", "SECTIONS"]
 
 
 def _f(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None, doc: str = "",
@@ -378,3 +378,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, pr
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]; sections are: {', '.join(SECTIONS)}")
     return Config(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})
+
+
+def resumed_train_settings(recorded: Any, overrides: list[str] = ()) -> TrainConfig:
+    """The [train] settings of a resumed run: those its checkpoint recorded (``recorded``,
+    a dict), then this command's ``--set train.*`` over them. A run goes on with the
+    discriminator width, losses and schedule it started with, whatever the preset or the
+    config file say now (a `cpu` run resumed without ``--preset cpu`` kept its ndf 32).
+    Keys this version no longer has are dropped; keys it added take their defaults."""
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"the recorded [train] settings must be a table, got {type(recorded).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    raw = {k: v for k, v in recorded.items() if k in known}
+    for item in overrides:
+        section, key, value = _parse_override(item)
+        if section == "train":
+            raw[key] = value
+    return _section("train", TrainConfig, raw)

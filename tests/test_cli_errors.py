@@ -90,11 +90,14 @@ def bad(tmp_path_factory, tiny_model, puppet_dataset):
     (d / "ds_escape" / "manifest.json").write_text(json.dumps(m))
 
     # Checkpoints: a real one from the tiny model's run, then damaged copies
-    for name in ("ck_keys", "ck_hostile", "ck_random"):
+    for name in ("ck_keys", "ck_hostile", "ck_random", "ck_settings"):
         shutil.copytree(tiny_model, d / name)
     ck = torch.load(d / "ck_keys" / "checkpoint.pt", weights_only=True)
     ck.pop("opt_g")
     torch.save(ck, d / "ck_keys" / "checkpoint.pt")
+    ck = torch.load(d / "ck_settings" / "checkpoint.pt", weights_only=True)
+    ck["train"]["ndf"] = "wide"  # a recorded setting of the wrong type
+    torch.save(ck, d / "ck_settings" / "checkpoint.pt")
     files["pwned"] = d / "PWNED"
     with open(d / "ck_hostile" / "checkpoint.pt", "wb") as f:
         pickle.dump({"G": Hostile(files["pwned"])}, f)
@@ -199,6 +202,8 @@ CASES = [
          "opt_g"),
     Case("resume-hostile-checkpoint", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "ck_hostile"), "--resume"], 1,
          "checkpoint", leaves_nothing=lambda f: [f["pwned"]]),
+    Case("resume-checkpoint-bad-settings", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "ck_settings"), "--resume"],
+         1, "recorded training settings are unusable (train.ndf"),
     Case("resume-random-checkpoint", lambda f: ["train", str(f["dataset"]), "--out", str(f["dir"] / "ck_random"), "--resume"], 1,
          "checkpoint"),
     # -- model directories

@@ -380,6 +380,25 @@ def test_train_for_minutes_ends_on_time_complete_and_exported_and_resume_adds_mi
     assert load_model_dir(out).meta["provenance"]["steps"] > first
 
 
+def test_resume_goes_on_with_the_settings_the_run_started_with(puppet_dataset, tmp_path):
+    """`reenact train --resume` without the first command's --set: the discriminator's
+    width and the rest of [train] come from the checkpoint (a `cpu` run resumed without
+    --preset cpu used to build a discriminator of the default width, which its weights
+    do not fit). A --set train.* given now still counts."""
+    from reenact.cli import main
+
+    out = tmp_path / "m"
+    first = ["train", str(puppet_dataset), "--out", str(out), "--quiet", "--preset", "full", "--set", "model.size=64",
+             "--set", "model.depth=6", "--set", "model.ngf=8", "--set", "train.ndf=8", "--set", "train.batch_size=2",
+             "--set", "train.val_frames=2", "--set", "train.mouth_weight=6", "--set", "train.steps=2"]
+    assert main(first) == 0
+    assert main(["train", str(puppet_dataset), "--out", str(out), "--quiet", "--resume", "--set", "train.steps=4"]) == 0
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 4
+    assert (ckpt["train"]["ndf"], ckpt["train"]["batch_size"], ckpt["train"]["mouth_weight"]) == (8, 2, 6.0)
+    assert ckpt["D"]["scales.0.blocks.0.0.weight"].shape[0] == 8  # the first run's discriminator, still
+
+
 def test_a_warm_start_begins_from_the_priors_generator_and_records_it(puppet_dataset, tiny_model, tmp_path):
     """--init-from: the first step starts from the prior's weights (one Adam step away
     from them, not from a random draw), and the model card's provenance names it, also

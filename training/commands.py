@@ -7,6 +7,7 @@ own sections only.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from models.artifact import CPU_TIER, LIGHT_RUNG
@@ -26,7 +27,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train", parents=[common], help="train a pix2pix model of the dataset's target (or, with --swap, a face swap)")
     t.add_argument("dataset", metavar="DATASET", nargs="?", help="the target's dataset (`reenact dataset`); with --swap, give it there")
     t.add_argument("--out", metavar="MODEL_DIR", help=f"where the model goes (with --teacher: default TEACHER_DIR/{CPU_TIER})")
-    t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in MODEL_DIR from its checkpoint, with the [train] settings it started with "
+                        "(a --set train.* given now changes one)")
     t.add_argument("--preset", choices=["auto"] + sorted(PRESETS), default="auto",
                    help="generator architecture: full (GPU-sized), cpu (real time on 2 CPU cores) or light (a CPU model's lighter rung); "
                         "auto (the default): full with a CUDA GPU, else cpu; with --teacher, cpu")
@@ -110,7 +112,7 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     check_dataset(args.dataset)  # a wrong dataset or --out is named at once, before torch starts
     make_dir(out, error=ModelError, what="the model")
     from training.distill import checkpoint_teacher, distill
-    from training.train import train
+    from training.train import resumed_settings, train
 
     if args.preset == "auto" and not args.resume:  # a resumed run keeps the architecture of its checkpoint
         preset, why = auto_preset(teacher=bool(args.teacher))
@@ -118,6 +120,8 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
               else f"training the {preset} preset ({why})")
         cfg = args.settings_for(preset)  # the settings again, with the preset under the --set overrides
 
+    if args.resume:  # the run goes on as it started: its checkpoint's [train], this command's --set train.* on top
+        cfg = replace(cfg, train=resumed_settings(out, args.set or []))
     if args.teacher or (args.resume and checkpoint_teacher(out)):  # a distillation resumes as one, with its recorded teacher
         summary = distill(args.dataset, out, teacher=args.teacher, drivers=args.drivers or [], model=cfg.model, cfg=cfg.train,
                           resume=args.resume, progress=not args.quiet, minutes=args.minutes)

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.artifact import Contract, model_id_of, write_model_json
-from models.config import ModelConfig, TrainConfig
-from models.errors import DatasetError, ModelError
+from models.config import ModelConfig, TrainConfig, resumed_train_settings
+from models.errors import ConfigError, DatasetError, ModelError
 from models.fidelity import landmark_fidelity
 from models.files import atomic_path, atomic_write_text, make_dir, sha256_file
 from models.framing import Framing, output_size
@@ -174,6 +174,21 @@ def load_checkpoint(path: Path, *, keys: tuple[str, ...] = CHECKPOINT_KEYS) -> d
     if missing:
         raise TrainError(f"{path} is damaged: it lacks {', '.join(map(repr, missing))}; start a new run with another --out")
     return ckpt
+
+
+def resumed_settings(out: str | Path, overrides: list[str]) -> TrainConfig:
+    """The [train] settings a run in ``out`` resumes with: what its checkpoint recorded,
+    ``overrides`` (--set) over them. A checkpoint made before runs recorded their
+    settings gives the defaults under the overrides."""
+    path = Path(out) / "checkpoint.pt"
+    if not path.is_file():
+        raise TrainError(f"nothing to resume: {path} does not exist")
+    recorded = load_checkpoint(path).get("train") or {}
+    try:
+        resumed_train_settings(recorded)  # the record alone: if it is bad, the checkpoint is to blame
+    except ConfigError as e:
+        raise TrainError(f"{path} is damaged: its recorded training settings are unusable ({e})") from None
+    return resumed_train_settings(recorded, overrides)  # a bad --set names its own key
 
 
 def model_spec(manifest: dict, model: ModelConfig, depth: int) -> SketchSpec:
