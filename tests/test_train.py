@@ -123,6 +123,32 @@ def test_augmentation_keeps_sketch_and_photo_aligned(puppet_dataset):
     assert w.max() == 4.0 and w.min() == 1.0 and (w == 2.0).any()
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), warp=st.floats(0.002, 0.015))
+def test_a_bend_moves_each_point_with_the_photo(seed, warp):
+    """train.warp bends photo and landmarks by one smooth field: a dot drawn at a point
+    of the photo lands where the point's bent position says, to half a pixel, for
+    every bend Augment draws up to the setting's maximum."""
+    from models.sketch import SketchSpec
+    from training.data import bend
+
+    h = w = 128
+    pairs = PairSet.__new__(PairSet)
+    pairs.spec, pairs.augment = SketchSpec(w, h), Augment(warp=warp, probability=1.0)
+    field = pairs._bend(np.random.default_rng(seed))
+    assert field.shape == (h, w, 2) and np.abs(field).max() > 0
+    pts = np.array([[x, y, 5.0] for x in (40.0, 64.3, 88.0) for y in (40.0, 63.7, 88.0)], np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    moved = bend(np.zeros((h, w, 3), np.uint8), pts, field)[1]
+    assert np.array_equal(moved[:, 2], pts[:, 2])
+    for p, q in zip(pts, moved):
+        dot = np.exp(-((xs - p[0]) ** 2 + (ys - p[1]) ** 2) / (2 * 1.5**2))  # a soft dot at the point
+        img = np.repeat((dot * 255)[..., None], 3, axis=2).astype(np.uint8)
+        out = bend(img, pts, field)[0][..., 0].astype(np.float64)
+        cx, cy = (out * xs).sum() / out.sum(), (out * ys).sum() / out.sum()
+        assert np.hypot(cx - q[0], cy - q[1]) < 0.5, (p, q, (cx, cy))
+
+
 @pytest.mark.clips
 def test_losses_fall_on_real_frames(real_dataset, tmp_path):
     """The CI bar: a tiny CPU run on real frames of the target, losses going down."""

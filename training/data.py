@@ -7,7 +7,10 @@ live will draw them, not a blurred downscale.
 
 Augmentation is a small random similarity (scale, shift, rotation) applied to the
 photo *and* to the landmarks before drawing the sketch, so the pair stays aligned to
-the sub-pixel. Every random choice is derived from (seed, step, rank, slot), so a
+the sub-pixel. ``Augment.warp`` adds a smooth random bend of both (a coarse grid of
+random displacements, interpolated): the features move against each other, so the
+generator learns to put each where its sketch says rather than where the target's
+clip usually had it beside the others. Every random choice is derived from (seed, step, rank, slot), so a
 resumed run sees exactly the samples an uninterrupted one would have.
 """
 from __future__ import annotations
@@ -33,6 +36,10 @@ class Augment:
     shift: float = 0.04  # ± fraction of the image size
     rotate: float = 5.0  # ± degrees
     probability: float = 0.7
+    warp: float = 0.0  # std of the smooth bend's displacements, fraction of the image height; 0 = none
+
+
+WARP_GRID = 5  # control points per side: bends about a fifth of the frame wide, a feature's size
 
 
 def model_framing(dataset_framing: Framing, size: tuple[int, int]) -> Framing:
@@ -131,7 +138,19 @@ class PairSet:
             xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
             zs = pts[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
             pts = np.column_stack([xy, zs]).astype(np.float32)
+        field = self._bend(rng) if rng is not None else None
+        if field is not None:
+            photo, pts = bend(photo, pts, field)
         return render_sketch(pts, self.spec), photo, self._weights(pts), pts
+
+    def _bend(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A smooth random displacement field (H, W, 2) float32 in pixels, or None."""
+        a = self.augment
+        if a is None or a.warp <= 0 or rng.uniform() > a.probability:
+            return None  # no draw is taken when warp is off: the samples stay those of a run without it
+        h, w = self.spec.height, self.spec.width
+        grid = rng.normal(0.0, a.warp * h, size=(WARP_GRID, WARP_GRID, 2)).astype(np.float32)
+        return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
 
     def _weights(self, pts: np.ndarray) -> np.ndarray:
         """1 everywhere, ``mouth_weight`` on the lips, ``eye_weight`` on the eyes: the
@@ -159,6 +178,34 @@ class PairSet:
     def fixed(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Un-augmented samples (validation, previews)."""
         return collate([self.sample(i) for i in indices])
+
+
+def bend(photo: np.ndarray, pts: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move ``photo`` (H, W, 3) and its points ``pts`` (N, 3) together by the smooth
+    displacement ``field`` (H, W, 2): the pixel at p goes to p + field(p'), and so do
+    the points (four fixed-point steps of p' = p + field(p'): within half a pixel of
+    where the photo's content went for every bend up to train.warp's maximum, 0.015;
+    larger bends can fold the image). z is kept."""
+    h, w = field.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = cv2.remap(photo, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    xy = pts[:, :2].astype(np.float32)
+    moved = xy
+    for _ in range(4):
+        moved = xy + _sample(field, moved)
+    return out, np.column_stack([moved, pts[:, 2]]).astype(np.float32)
+
+
+def _sample(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N, 2) of ``field`` (H, W, 2) at float pixel positions ``xy`` (N, 2)."""
+    h, w = field.shape[:2]
+    x = np.clip(xy[:, 0], 0, w - 1.001)
+    y = np.clip(xy[:, 1], 0, h - 1.001)
+    x0, y0 = x.astype(np.int64), y.astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
+    bottom = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -197,7 +197,7 @@ def distill(dataset_dir: str | Path, out_dir: str | Path, *, teacher: str | Path
         train_rows = [n for n, s in enumerate(manifest["samples"]) if s["split"] == "train"]
         dataset_px = load_landmarks(Path(dataset_dir), len(manifest["samples"]))[train_rows]
         pairs = teacher_pairs(teacher_dir, dataset_px, manifest["build_key"], drivers=provenance["drivers"], out=Path(out_dir),
-                              device=device, augment=Augment() if cfg.augment else None, seed=cfg.seed,
+                              device=device, augment=Augment(warp=cfg.warp) if cfg.augment else None, seed=cfg.seed,
                               weights=(cfg.mouth_weight, cfg.eye_weight), progress=progress, log=log)
         return ExtraPairs(pairs, cfg.teacher_l1, provenance)
 

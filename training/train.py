@@ -613,7 +613,7 @@ def start_run(dataset_dir: str | Path, out_dir: str | Path, *, model: ModelConfi
     contract = dataset_contract(dataset_dir, manifest, ModelConfig(size=model.size if ckpt is None else ckpt["size"], depth=arch.depth))
     if ckpt is not None:
         contract.require_same(Contract.from_dict(ckpt["contract"]), "checkpoint")
-    augment = Augment() if cfg.augment else None
+    augment = Augment(warp=cfg.warp) if cfg.augment else None
     trainset = PairSet(dataset_dir, "train", contract.sketch, seed=cfg.seed, augment=augment, mouth_weight=cfg.mouth_weight,
                        eye_weight=cfg.eye_weight)
     valset = PairSet(dataset_dir, "val" if manifest["split"]["val"] > 0 else "train", contract.sketch, seed=cfg.seed, augment=None,
