@@ -10,8 +10,9 @@ photo *and* to the landmarks before drawing the sketch, so the pair stays aligne
 the sub-pixel. ``Augment.warp`` adds a smooth random bend of both (a coarse grid of
 random displacements, interpolated): the features move against each other, so the
 generator learns to put each where its sketch says rather than where the target's
-clip usually had it beside the others. Every random choice is derived from (seed, step, rank, slot), so a
-resumed run sees exactly the samples an uninterrupted one would have.
+clip usually had it beside the others. Every random choice is derived from (seed,
+step, rank, slot), so a resumed run sees exactly the samples an uninterrupted one
+would have.
 """
 from __future__ import annotations
 
@@ -182,10 +183,11 @@ class PairSet:
 
 def bend(photo: np.ndarray, pts: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Move ``photo`` (H, W, 3) and its points ``pts`` (N, 3) together by the smooth
-    displacement ``field`` (H, W, 2): the pixel at p goes to p + field(p'), and so do
-    the points (four fixed-point steps of p' = p + field(p'): within half a pixel of
-    where the photo's content went for every bend up to train.warp's maximum, 0.015;
-    larger bends can fold the image). z is kept."""
+    displacement ``field`` (H, W, 2), in pixels: the content at p moves to the p' with
+    p' = p + field(p'). The photo is resampled from p' - field(p'); each point takes
+    four fixed-point steps of that equation, within half a pixel of where its content
+    went for every bend up to train.warp's maximum, 0.015 (larger bends can fold the
+    image). z is kept."""
     h, w = field.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     out = cv2.remap(photo, xs - field[..., 0], ys - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
