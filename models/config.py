@@ -116,7 +116,7 @@ class TrainConfig:
     ndf: int = _f(64, lo=4, hi=256, doc="discriminator base width")
     d_scales: int = _f(1, lo=1, hi=4, doc="PatchGAN scales (2+ = pix2pixHD multi-scale)")
     augment: bool = _f(True, doc="small aligned shifts, scales and rotations of each pair")
-    warp: float = _f(0.0, lo=0.0, hi=0.015, doc="with augment: a smooth random bend of photo and landmarks together, its displacements' std as a fraction of the image height; 0 = none")
+    warp: float = _f(0.0, lo=0.0, hi=0.015, doc="with augment, once the discriminator has joined (train.gan_start): a smooth random bend of photo and landmarks together, its displacements' std as a fraction of the image height; 0 = none")
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"), doc="mixed precision on GPU; auto = bf16 where supported")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
     checkpoint_every: int = _f(500, lo=1, hi=10**8)
@@ -247,7 +247,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # and the cpu preset spends the first three quarters of its run on L1 alone, at a third of
 # a step's cost (20-minute runs: 27.33 dB at 0.75, 26.84 at 0.5, 26.63 with the
 # discriminator throughout; docs/BENCHMARKS.md, "L1 alone for the first half").
-PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32, "gan_start": 0.75}, "light": {"ndf": 32}}
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"cpu": {"ndf": 32, "gan_start": 0.75, "warp": 0.01}, "light": {"ndf": 32}}
 
 
 @dataclass(frozen=True)

@@ -520,6 +520,21 @@ def test_a_resumed_run_whose_discriminator_joined_keeps_it(puppet_dataset, tmp_p
     assert load_checkpoint(out / "checkpoint.pt")["gan_joined"] is True
 
 
+def test_the_bend_starts_when_the_discriminator_joins(puppet_dataset, tmp_path, monkeypatch):
+    """train.warp bends the pairs of the adversarial phase only: the L1 phase trains on
+    the very pairs of a run without the bend, and every step after the join on bent ones."""
+    seen = []
+    real_step = train_mod.train_step
+    monkeypatch.setattr(train_mod, "train_step", lambda *a, **kw: seen.append((kw["gan"], a[7].clone())) or real_step(*a, **kw))
+    run(puppet_dataset, tmp_path / "m", tiny(steps=8, gan_start=0.5, warp=0.015))
+    bent = seen[:]
+    seen.clear()
+    run(puppet_dataset, tmp_path / "plain", tiny(steps=8, gan_start=0.5, warp=0.0))
+    assert [g for g, _ in bent] == [False] * 4 + [True] * 4
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(bent[:4], seen[:4]))
+    assert not any(torch.equal(a, b) for (_, a), (_, b) in zip(bent[4:], seen[4:]))
+
+
 def test_an_l1_step_moves_the_generator_and_leaves_the_discriminator_alone():
     from models.patchgan import MultiScaleDiscriminator
     from models.unet import UNetGenerator

@@ -10,7 +10,8 @@ photo *and* to the landmarks before drawing the sketch, so the pair stays aligne
 the sub-pixel. ``Augment.warp`` adds a smooth random bend of both (a coarse grid of
 random displacements, interpolated): the features move against each other, so the
 generator learns to put each where its sketch says rather than where the target's
-clip usually had it beside the others. Every random choice is derived from (seed,
+clip usually had it beside the others. The trainer asks for the bend only once the
+discriminator has joined (``batch(..., bent=True)``). Every random choice is derived from (seed,
 step, rank, slot), so a resumed run sees exactly the samples an uninterrupted one
 would have.
 """
@@ -129,8 +130,10 @@ class PairSet:
         m[:, 2] += rng.uniform(-a.shift, a.shift, 2) * np.array([w, h])
         return m
 
-    def sample(self, i: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(sketch uint8 HxWx3, photo uint8 HxWx3, weight float32 HxW, framed points (478,3))."""
+    def sample(self, i: int, rng: np.random.Generator | None = None, *, bent: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sketch uint8 HxWx3, photo uint8 HxWx3, weight float32 HxW, framed points (478,3)).
+        With ``rng``, augmented; ``bent=False`` leaves out ``Augment.warp``'s bend."""
         pts = self.framing.apply(self.source_px[i])
         photo = self.photos[i]
         m = self._transform(rng) if rng is not None else None
@@ -139,7 +142,7 @@ class PairSet:
             xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
             zs = pts[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
             pts = np.column_stack([xy, zs]).astype(np.float32)
-        field = self._bend(rng) if rng is not None else None
+        field = self._bend(rng) if rng is not None and bent else None
         if field is not None:
             photo, pts = bend(photo, pts, field)
         return render_sketch(pts, self.spec), photo, self._weights(pts), pts
@@ -170,10 +173,11 @@ class PairSet:
             wmap[mask > 0] = np.maximum(wmap[mask > 0], weight)
         return wmap
 
-    def batch(self, step: int, rank: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, step: int, rank: int, batch_size: int, *, bent: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Augmented (sketch, photo, weight) batch of ``step`` on ``rank``; ``bent`` as in ``sample``."""
         rng = np.random.default_rng([self.seed, step, rank])
         idx = rng.integers(0, len(self), size=batch_size)
-        items = [self.sample(int(i), np.random.default_rng([self.seed, step, rank, j])) for j, i in enumerate(idx)]
+        items = [self.sample(int(i), np.random.default_rng([self.seed, step, rank, j]), bent=bent) for j, i in enumerate(idx)]
         return collate(items)
 
     def fixed(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
