@@ -332,11 +332,12 @@ def test_without_a_gpu_train_picks_the_cpu_preset_says_so_and_predicts_its_wall_
     assert "training the cpu preset (no CUDA GPU" in said and "--preset full forces" in said
     # The preset's first three quarters are on L1 alone (train.gan_start): each phase is timed on its own steps.
     assert "it/s on this machine: the remaining 32 steps on L1 alone take about" in said
-    assert "step 45: the discriminator joins" in said
+    assert "step 45: the discriminator joins" in said and "the pairs are bent from here, train.warp = 0.01" in said
     assert "it/s on this machine: the remaining 2 steps take about" in said
     generator = load_model_dir(out).meta["generator"]
     assert generator["ngf"] == PRESETS["cpu"]["ngf"] and generator["upsample"] == PRESETS["cpu"]["upsample"]
-    assert load_checkpoint(out / "checkpoint.pt")["train"]["ndf"] == PRESET_TRAINING["cpu"]["ndf"]
+    recorded = load_checkpoint(out / "checkpoint.pt")["train"]
+    assert recorded["ndf"] == PRESET_TRAINING["cpu"]["ndf"] and recorded["warp"] == PRESET_TRAINING["cpu"]["warp"] > 0
 
 
 def test_the_gaze_sweep_spans_what_either_eye_covers():

@@ -538,8 +538,9 @@ class Phases:
         if gan and not self.gan:
             self.timer = PhaseTimer(self.run.step)
             if self.run.main:
+                bend = f"; the pairs are bent from here, train.warp = {run.cfg.warp:g}" if run.cfg.warp > 0 and run.cfg.augment else ""
                 self.bar.write(f"step {self.run.step}: the discriminator joins (train.gan_start = {self.run.cfg.gan_start:g}; "
-                               "L1 alone until now)")
+                               f"L1 alone until now{bend})")
         self.gan = gan
         return gan
 
