@@ -11,9 +11,9 @@ the sub-pixel. ``Augment.warp`` adds a smooth random bend of both (a coarse grid
 random displacements, interpolated): the features move against each other, so the
 generator learns to put each where its sketch says rather than where the target's
 clip usually had it beside the others. The trainer asks for the bend only once the
-discriminator has joined (``batch(..., bent=True)``). Every random choice is derived from (seed,
-step, rank, slot), so a resumed run sees exactly the samples an uninterrupted one
-would have.
+discriminator has joined (``batch(..., bent=True)``). Every random choice is derived
+from (seed, step, rank, slot), so a resumed run sees exactly the samples an
+uninterrupted one would have.
 """
 from __future__ import annotations
 
