@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy.ndimage import map_coordinates
 
 from models import topology as T
 from models.framing import Framing
@@ -204,15 +205,11 @@ def bend(photo: np.ndarray, pts: np.ndarray, field: np.ndarray) -> tuple[np.ndar
 
 
 def _sample(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, 2) of ``field`` (H, W, 2) at float pixel positions ``xy`` (N, 2)."""
-    h, w = field.shape[:2]
-    x = np.clip(xy[:, 0], 0, w - 1.001)
-    y = np.clip(xy[:, 1], 0, h - 1.001)
-    x0, y0 = x.astype(np.int64), y.astype(np.int64)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
-    bottom = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
+    """Bilinear samples (N, 2) of ``field`` (H, W, 2) at float pixel positions ``xy`` (N, 2),
+    the edge held beyond the image. SciPy, not ``cv2.remap``: remap rounds positions to
+    1/32 px, which would cap the fixed-point steps' precision."""
+    at = [xy[:, 1], xy[:, 0]]  # (row, column)
+    return np.stack([map_coordinates(field[..., c], at, order=1, mode="nearest") for c in range(2)], axis=1)
 
 
 def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
